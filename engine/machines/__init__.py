@@ -1,0 +1,1 @@
+"""The pure core: definitions, static checks, compiled machines, stepping a case."""

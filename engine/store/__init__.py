@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, repository, unit of work, Alembic migrations."""

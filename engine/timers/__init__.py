@@ -1,0 +1,1 @@
+"""Durable deadlines: production calendar, deadline arithmetic, timer runner and worker."""
