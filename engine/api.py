@@ -1,0 +1,532 @@
+"""The Engine facade: the one place that wires the store, the machines, the timers and the clock.
+
+Back-office services embed this class; the CLI is a thin shell over it. Every write is one
+transaction: validation and the step are computed first (nothing is written when they fail),
+then the case row, its log entry, deadlines, outbox rows and idempotency key commit together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from engine.applications import subject_key
+from engine.clock import Clock, SystemClock, ensure_utc
+from engine.errors import (
+    Conflict,
+    EngineError,
+    FieldError,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+)
+from engine.machines.compiled import Actor, StepRequest, local_date, zone_of
+from engine.machines.loader import DefinitionRegistry
+from engine.machines.log import ChainBreak, LogEntry, canonical_json, verify_chain
+from engine.machines.rules import APPROVED_STATES, OtherCase, check_open
+from engine.masking import mask_data
+from engine.stepping import Loaded, Stepper, TimerOutcome
+from engine.store.repository import CaseRecord, DeadlineRecord, OutboxEvent, Store, Tx
+from engine.timers.calendar import ProductionCalendar
+
+DEFAULT_URL = "sqlite:///omsflow.db"
+
+
+@dataclass(frozen=True)
+class DeadlineView:
+    name: str
+    trigger: str
+    status: str
+    due_at: datetime | None
+    unit: str
+    amount: int
+    remaining_seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trigger": self.trigger,
+            "status": self.status,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "unit": self.unit,
+            "amount": self.amount,
+            "remaining_seconds": self.remaining_seconds,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DeadlineView:
+        due = raw.get("due_at")
+        return cls(
+            name=raw["name"],
+            trigger=raw["trigger"],
+            status=raw["status"],
+            due_at=datetime.fromisoformat(due) if due else None,
+            unit=raw["unit"],
+            amount=raw["amount"],
+            remaining_seconds=raw.get("remaining_seconds"),
+        )
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A case as the API shows it: data masked unless revealed, deadlines, allowed triggers."""
+
+    id: str
+    type: str
+    definition_version: int
+    state: str
+    label: str
+    version: int
+    terminal: bool
+    data: Mapping[str, Any]
+    flags: tuple[str, ...]
+    deadlines: tuple[DeadlineView, ...]
+    allowed_triggers: tuple[str, ...]
+    zone: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def overdue(self) -> bool:
+        return "overdue" in self.flags
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "definition_version": self.definition_version,
+            "state": self.state,
+            "label": self.label,
+            "version": self.version,
+            "terminal": self.terminal,
+            "data": dict(self.data),
+            "flags": list(self.flags),
+            "overdue": self.overdue,
+            "deadlines": [d.to_json() for d in self.deadlines],
+            "allowed_triggers": list(self.allowed_triggers),
+            "zone": self.zone,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CaseView:
+        return cls(
+            id=raw["id"],
+            type=raw["type"],
+            definition_version=raw["definition_version"],
+            state=raw["state"],
+            label=raw["label"],
+            version=raw["version"],
+            terminal=raw["terminal"],
+            data=raw["data"],
+            flags=tuple(raw["flags"]),
+            deadlines=tuple(DeadlineView.from_json(d) for d in raw["deadlines"]),
+            allowed_triggers=tuple(raw["allowed_triggers"]),
+            zone=raw["zone"],
+            created_at=datetime.fromisoformat(raw["created_at"]),
+            updated_at=datetime.fromisoformat(raw["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step returns: the case after it, its log entry, and whether it was a replay."""
+
+    case: CaseView
+    entry: LogEntry
+    replayed: bool = False
+    timers_fired: tuple[LogEntry, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"case": self.case.to_json(), "entry": self.entry.to_json()}
+
+
+@dataclass
+class FireReport:
+    """What ``fire_due_timers`` did."""
+
+    fired: int = 0
+    stale: int = 0
+    failed: int = 0
+    outcomes: list[TimerOutcome] = field(default_factory=list)
+
+    @property
+    def max_lateness_seconds(self) -> float:
+        return max((o.lateness.total_seconds() for o in self.outcomes if o.fired), default=0.0)
+
+
+def _request_hash(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def _entry_from_json(raw: Mapping[str, Any]) -> LogEntry:
+    return LogEntry(
+        case_id=raw["case_id"],
+        seq=raw["seq"],
+        trigger=raw["trigger"],
+        from_state=raw["from_state"],
+        to_state=raw["to_state"],
+        actor=raw["actor"],
+        reason=raw["reason"],
+        comment=raw["comment"],
+        changes=raw["changes"],
+        correlation_id=raw["correlation_id"],
+        at=datetime.fromisoformat(raw["at"]),
+        recorded_at=datetime.fromisoformat(raw["recorded_at"]),
+        prev_hash=raw["prev_hash"],
+        hash=raw["hash"],
+        meta=raw.get("meta", {}),
+    )
+
+
+class Engine:
+    """Open with a database URL; every method is safe to call from many threads and processes."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        clock: Clock | None = None,
+        definitions: DefinitionRegistry | Path | None = None,
+        calendar: ProductionCalendar | None = None,
+        migrate: bool = True,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        if isinstance(definitions, DefinitionRegistry):
+            self.definitions = definitions
+        else:
+            self.definitions = DefinitionRegistry.from_dir(definitions)
+        self.calendar = calendar or ProductionCalendar.russia()
+        self.store = Store(url, synchronous=synchronous)
+        self.stepper = Stepper(self.definitions, self.calendar)
+        if migrate:
+            self.store.upgrade()
+
+    def close(self) -> None:
+        self.store.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _now(self) -> datetime:
+        return ensure_utc(self.clock.now(), "clock time")
+
+    @staticmethod
+    def _actor(actor: Actor | str) -> Actor:
+        return actor if isinstance(actor, Actor) else Actor.parse(actor)
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def open_case(
+        self,
+        type_: str,
+        data: Mapping[str, Any],
+        actor: Actor | str,
+        *,
+        key: str | None = None,
+        comment: str | None = None,
+        correlation_id: str | None = None,
+    ) -> CaseView:
+        """Open a case of the latest version of ``type_``; returns it as the actor sees it."""
+        who = self._actor(actor)
+        if not isinstance(data, Mapping):
+            raise InvalidInput([_not_object("data")])
+        compiled = self.definitions.get(type_)
+        now = self._now()
+        case_id = str(uuid.uuid4())
+        request = StepRequest("open", who, now, now, comment=comment, correlation_id=correlation_id)
+        result = compiled.open(case_id, data, request)
+        zone = zone_of(result.data)
+        subject = subject_key(compiled.definition.data_model, result.data)
+        fingerprint = _request_hash(
+            {"op": "open", "type": type_, "data": dict(data), "actor": str(who), "comment": comment}
+        )
+        with self.store.write() as tx:
+            if key is not None:
+                replay = self._replay(tx, key, fingerprint)
+                if replay is not None:
+                    return CaseView.from_json(replay["case"])
+            others = [self._other(r) for r in tx.cases_of_subject(subject)]
+            check_open(type_, result.data, others, local_date(now, zone))
+            self.stepper.commit(tx, None, compiled, result, zone=zone, now=now, subject_key=subject)
+            view = self._view(tx, case_id, who, reveal=False)
+            if key is not None:
+                tx.put_idempotency(key, fingerprint, case_id, {"case": view.to_json()}, now)
+        return view
+
+    def fire(
+        self,
+        case_id: str,
+        trigger: str,
+        actor: Actor | str,
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> StepOutcome:
+        """Fire ``trigger`` on a case; first fires the case's timers that are already due."""
+        who = self._actor(actor)
+        if data is not None and not isinstance(data, Mapping):
+            raise InvalidInput([_not_object("data")])
+        now = self._now()
+        fingerprint = _request_hash(
+            {
+                "op": "fire",
+                "case_id": case_id,
+                "trigger": trigger,
+                "actor": str(who),
+                "reason": reason,
+                "comment": comment,
+                "data": dict(data or {}),
+                "expected_version": expected_version,
+            }
+        )
+        error: EngineError | None = None
+        with self.store.write() as tx:
+            if key is not None:
+                replay = self._replay(tx, key, fingerprint)
+                if replay is not None:
+                    return StepOutcome(
+                        CaseView.from_json(replay["case"]),
+                        _entry_from_json(replay["entry"]),
+                        replayed=True,
+                    )
+            loaded = self.stepper.load(tx, case_id)
+            if expected_version is not None and loaded.record.version != expected_version:
+                raise Conflict(case_id, expected_version, loaded.record.version)
+            timer_entries = self._catch_up(tx, loaded, now)
+            if timer_entries:
+                loaded = self.stepper.load(tx, case_id)
+            request = StepRequest(
+                trigger,
+                who,
+                now,
+                now,
+                reason=reason,
+                comment=comment,
+                changes=dict(data or {}),
+                correlation_id=correlation_id,
+            )
+            try:
+                result = loaded.compiled.step(loaded.state(), request)
+            except EngineError as exc:
+                # The timers that caught up stay committed: they happened whatever this step is.
+                error = exc
+            else:
+                self.stepper.commit(
+                    tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now
+                )
+                outcome = StepOutcome(
+                    self._view(tx, case_id, who, reveal=False),
+                    result.entry,
+                    timers_fired=tuple(timer_entries),
+                )
+                if key is not None:
+                    tx.put_idempotency(key, fingerprint, case_id, outcome.to_json(), now)
+        if error is not None:
+            raise error
+        return outcome
+
+    def _catch_up(self, tx: Tx, loaded: Loaded, now: datetime) -> list[LogEntry]:
+        entries: list[LogEntry] = []
+        while True:
+            due = tx.due_deadlines(now, limit=1, case_id=loaded.record.id)
+            if not due:
+                return entries
+            outcome = self.stepper.fire_timer(tx, due[0], now)
+            if outcome.seq is not None:
+                entry = tx.entry(loaded.record.id, outcome.seq)
+                if entry is not None:
+                    entries.append(entry)
+
+    def _replay(self, tx: Tx, key: str, fingerprint: str) -> dict[str, Any] | None:
+        stored = tx.get_idempotency(key)
+        if stored is None:
+            return None
+        if stored[0] != fingerprint:
+            raise IdempotencyMismatch(key)
+        return stored[1]
+
+    @staticmethod
+    def _other(record: CaseRecord) -> OtherCase:
+        return OtherCase(
+            id=record.id,
+            type=record.type,
+            state=record.state,
+            is_open=record.is_open,
+            data=record.data,
+            opened_on=local_date(record.created_at, record.zone),
+            approved=record.state in APPROVED_STATES,
+        )
+
+    # ---- timers --------------------------------------------------------------------------
+
+    def fire_due_timers(self, until: datetime | None = None, *, batch: int = 200) -> FireReport:
+        """Fire every timer due up to ``until`` (default: now), oldest first, in batches.
+
+        Each batch commits once; each timer's step runs in its own savepoint, so one case that
+        fails is rolled back alone. Timers that the fired steps arm and that fall due before
+        ``until`` fire too. Several processes may run this at once on PostgreSQL.
+        """
+        limit = ensure_utc(until, "until") if until else self._now()
+        report = FireReport()
+        while True:
+            now = self._now()
+            with self.store.write() as tx:
+                due = tx.due_deadlines(limit, limit=batch, skip_locked=True)
+                for deadline in due:
+                    try:
+                        with tx.conn.begin_nested():
+                            outcome = self.stepper.fire_timer(tx, deadline, max(now, limit))
+                    except EngineError as exc:
+                        report.failed += 1
+                        report.outcomes.append(
+                            TimerOutcome(deadline, False, None, now - now, str(exc))
+                        )
+                        continue
+                    report.outcomes.append(outcome)
+                    if outcome.fired:
+                        report.fired += 1
+                    else:
+                        report.stale += 1
+            if len(due) < batch:
+                return report
+
+    def next_due(self) -> datetime | None:
+        with self.store.read() as tx:
+            return tx.next_due()
+
+    def timers(
+        self, *, due_before: datetime | None = None, limit: int = 100
+    ) -> list[DeadlineRecord]:
+        with self.store.read() as tx:
+            return tx.list_deadlines(due_before=due_before, limit=limit)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def get_case(
+        self, case_id: str, actor: Actor | str | None = None, *, reveal: bool = False
+    ) -> CaseView:
+        """A case; personal data is masked unless ``reveal``, which is itself logged."""
+        who = self._actor(actor) if actor is not None else None
+        if reveal:
+            if who is None:
+                raise InvalidInput([_missing_actor()])
+            with self.store.write() as tx:
+                view = self._view(tx, case_id, who, reveal=True)
+                tx.log_access(case_id, str(who), "reveal", self._now())
+                return view
+        with self.store.read() as tx:
+            return self._view(tx, case_id, who, reveal=False)
+
+    def _view(self, tx: Tx, case_id: str, who: Actor | None, *, reveal: bool) -> CaseView:
+        loaded = self.stepper.load(tx, case_id)
+        r = loaded.record
+        compiled = loaded.compiled
+        allowed = compiled.allowed_triggers(loaded.state(), who.role) if who else []
+        return CaseView(
+            id=r.id,
+            type=r.type,
+            definition_version=r.definition_version,
+            state=r.state,
+            label=compiled.label(r.state),
+            version=r.version,
+            terminal=compiled.is_terminal(r.state),
+            data=r.data if reveal else mask_data(r.data),
+            flags=tuple(sorted(r.flags)),
+            deadlines=tuple(
+                DeadlineView(
+                    d.name, d.trigger, d.status, d.due_at, d.unit, d.amount, d.remaining_seconds
+                )
+                for d in loaded.deadlines
+            ),
+            allowed_triggers=tuple(allowed),
+            zone=r.zone,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
+
+    def list_cases(
+        self,
+        *,
+        type_: str | None = None,
+        state: str | None = None,
+        overdue: bool | None = None,
+        limit: int = 50,
+    ) -> list[CaseView]:
+        """Cases newest first, data masked."""
+        with self.store.read() as tx:
+            records = tx.list_cases(type_=type_, state=state, overdue=overdue, limit=limit)
+            return [self._view(tx, r.id, None, reveal=False) for r in records]
+
+    def history(self, case_id: str) -> list[LogEntry]:
+        with self.store.read() as tx:
+            if tx.get_case(case_id) is None:
+                raise NotFound("case", case_id)
+            return tx.history(case_id)
+
+    def audit_log(
+        self,
+        *,
+        case_id: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[LogEntry]:
+        """Stream the transition log in write order; constant memory on any size."""
+        with self.store.read() as tx:
+            yield from tx.iter_log(case_id=case_id, actor=actor, since=since, until=until)
+
+    def verify(self) -> dict[str, ChainBreak]:
+        """Check every case's hash chain against its recorded head; returns the broken ones."""
+        broken: dict[str, ChainBreak] = {}
+        with self.store.read() as tx:
+            heads = {cid: head for cid, _version, head in tx.case_heads()}
+            stream = tx.iter_log(order_by_case=True)
+            for case_id, entries in groupby(stream, key=lambda e: e.case_id):
+                problem = verify_chain(entries, heads.pop(case_id, None))
+                if problem:
+                    broken[case_id] = problem
+        for case_id in heads:
+            broken[case_id] = ChainBreak(case_id, 1, "the case has no log entries")
+        return broken
+
+    # ---- outbox --------------------------------------------------------------------------
+
+    def pending_events(self, *, limit: int = 100, case_id: str | None = None) -> list[OutboxEvent]:
+        """Notifications not yet acknowledged, in the order they were recorded."""
+        with self.store.read() as tx:
+            return tx.pending_outbox(limit=limit, case_id=case_id)
+
+    def case_events(self, case_id: str) -> list[OutboxEvent]:
+        with self.store.read() as tx:
+            return tx.case_outbox(case_id)
+
+    def ack_events(self, event_ids: Sequence[str]) -> int:
+        """Acknowledge delivered notifications; acknowledging twice is harmless."""
+        with self.store.write() as tx:
+            return tx.ack_outbox(list(event_ids), self._now())
+
+
+def _not_object(name: str) -> FieldError:
+    return FieldError(name, "json_object", f"{name} must be a JSON object", '{"field": "value"}')
+
+
+def _missing_actor() -> FieldError:
+    return FieldError(
+        "actor", "actor_required", "revealing personal data needs an actor", "role:name"
+    )

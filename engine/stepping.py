@@ -1,0 +1,253 @@
+"""Commit computed steps: the one place where a ``StepResult`` becomes rows.
+
+Used by the facade for operators' and portal steps and by the timer runner for timer steps, so
+both write the same things in the same transaction: the case row under its version check, the
+log entry, the deadline changes (armed, cancelled, paused, resumed, fired), the outbox rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from engine.errors import EngineError, NotFound
+from engine.machines.compiled import Actor, CaseState, CompiledDefinition, StepRequest, StepResult
+from engine.machines.loader import DefinitionRegistry
+from engine.machines.notifications import render
+from engine.reasons import ReasonCode
+from engine.store.repository import CaseRecord, DeadlineRecord, NewDeadline, Tx
+from engine.timers.calendar import ProductionCalendar
+from engine.timers.deadlines import compute_due, remaining, resume
+
+log = structlog.get_logger("omsflow.step")
+TIMER_ACTOR = Actor("system", "timer")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A case read for a step: its row, its definition and its open deadlines."""
+
+    record: CaseRecord
+    compiled: CompiledDefinition
+    deadlines: list[DeadlineRecord]
+
+    def state(self) -> CaseState:
+        r = self.record
+        return CaseState(
+            id=r.id,
+            type=r.type,
+            definition_version=r.definition_version,
+            state=r.state,
+            version=r.version,
+            data=r.data,
+            flags=r.flags,
+            zone=r.zone,
+            last_hash=r.last_hash,
+            active_deadlines={d.name: d.status == "paused" for d in self.deadlines},
+        )
+
+
+@dataclass(frozen=True)
+class TimerOutcome:
+    deadline: DeadlineRecord
+    fired: bool
+    seq: int | None
+    lateness: timedelta
+    problem: str | None = None
+
+
+class Stepper:
+    """Reads cases for steps and commits their results inside a caller's transaction."""
+
+    def __init__(self, registry: DefinitionRegistry, calendar: ProductionCalendar) -> None:
+        self.registry = registry
+        self.calendar = calendar
+
+    def load(self, tx: Tx, case_id: str) -> Loaded:
+        record = tx.get_case(case_id)
+        if record is None:
+            raise NotFound("case", case_id)
+        compiled = self.registry.get(record.type, record.definition_version)
+        return Loaded(record, compiled, tx.open_deadlines(case_id))
+
+    def due(self, unit: str, amount: int, event_at: datetime, zone: str) -> datetime:
+        return compute_due(event_at, amount, unit, zone, self.calendar)
+
+    def commit(
+        self,
+        tx: Tx,
+        loaded: Loaded | None,
+        compiled: CompiledDefinition,
+        result: StepResult,
+        *,
+        zone: str,
+        now: datetime,
+        subject_key: str = "",
+    ) -> None:
+        """Write one computed step; raises Conflict if the case moved since it was read."""
+        entry = result.entry
+        is_open = not compiled.is_terminal(result.to_state)
+        if loaded is None:
+            tx.insert_case(
+                CaseRecord(
+                    id=result.case_id,
+                    type=compiled.definition.type,
+                    definition_version=compiled.definition.version,
+                    state=result.to_state,
+                    version=result.version,
+                    is_open=is_open,
+                    overdue=False,
+                    flags=result.flags,
+                    data=dict(result.data),
+                    zone=zone,
+                    subject_key=subject_key,
+                    last_hash=entry.hash,
+                    created_at=entry.at,
+                    updated_at=now,
+                )
+            )
+            open_deadlines: list[DeadlineRecord] = []
+        else:
+            tx.update_case(
+                result.case_id,
+                loaded.record.version,
+                state=result.to_state,
+                version=result.version,
+                is_open=is_open,
+                flags=result.flags,
+                data=dict(result.data),
+                last_hash=entry.hash,
+                updated_at=now,
+            )
+            open_deadlines = loaded.deadlines
+        tx.append_log(entry)
+        armed = self._apply_deadlines(tx, result, open_deadlines, zone)
+        self._record_notifications(tx, compiled, result, armed, now)
+        log.info(
+            "step",
+            case_id=result.case_id,
+            type=compiled.definition.type,
+            definition_version=compiled.definition.version,
+            trigger=entry.trigger,
+            actor=entry.actor,
+            from_state=result.from_state,
+            to_state=result.to_state,
+            version=result.version,
+        )
+
+    def _apply_deadlines(
+        self,
+        tx: Tx,
+        result: StepResult,
+        open_deadlines: list[DeadlineRecord],
+        zone: str,
+    ) -> dict[str, datetime]:
+        at = result.entry.at
+        seq = result.entry.seq
+        by_name = {d.name: d for d in open_deadlines}
+        cancelled = [by_name[n].id for n in result.cancel if n in by_name]
+        tx.close_deadlines(cancelled, "cancelled", seq, at)
+        for name in result.pause:
+            d = by_name[name]
+            assert d.due_at is not None
+            left = remaining(at, d.due_at, d.unit, d.zone, self.calendar)
+            tx.pause_deadline(d.id, left.total_seconds())
+        for name in result.resume:
+            d = by_name[name]
+            left = timedelta(seconds=d.remaining_seconds or 0.0)
+            tx.set_due(d.id, resume(at, left, d.unit, d.zone, self.calendar))
+        rows = [
+            NewDeadline(
+                name=arm.spec.name,
+                trigger=arm.spec.trigger,
+                amount=arm.spec.amount,
+                unit=arm.spec.unit,
+                zone=zone,
+                event_at=arm.event_at,
+                due_at=self.due(arm.spec.unit, arm.spec.amount, arm.event_at, zone),
+                calendar=self.calendar.fingerprint if arm.spec.unit.endswith("days") else None,
+            )
+            for arm in result.arm
+        ]
+        tx.insert_deadlines(result.case_id, seq, rows)
+        return {r.name: r.due_at for r in rows}
+
+    def _record_notifications(
+        self,
+        tx: Tx,
+        compiled: CompiledDefinition,
+        result: StepResult,
+        armed: Mapping[str, datetime],
+        now: datetime,
+    ) -> None:
+        if not result.notify:
+            return
+        entry = result.entry
+        zone = ZoneInfo(str(result.data.get("region_zone") or "Europe/Moscow"))
+        # The applicant is told the last moment of the term, in local time.
+        due = min(armed.values(), default=None)
+        due_text = (
+            (due - timedelta(seconds=1)).astimezone(zone).strftime("%d.%m.%Y %H:%M")
+            if due
+            else None
+        )
+        deadline = entry.meta.get("deadline") if entry.meta else None
+        found = compiled.deadlines.get(deadline) if deadline else None
+        spec = found[0] if found else None
+        context: dict[str, Any] = {
+            "case_id": result.case_id,
+            "title": compiled.definition.title,
+            "label": compiled.label(result.to_state),
+            "state": result.to_state,
+            "comment": entry.comment,
+            "due": due_text,
+            "due_at": due.isoformat() if due else None,
+            "reason": entry.reason,
+            "advice": ReasonCode(entry.reason).advice if entry.reason else None,
+            "deadline": (spec.description or spec.name) if spec else deadline,
+            "trigger": entry.trigger,
+        }
+        items = []
+        for kind in result.notify:
+            n = render(kind, context)
+            items.append((n.kind, n.audience, n.text, dict(n.payload)))
+        tx.add_outbox(result.case_id, entry.seq, items, now)
+
+    def fire_timer(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
+        """Fire one due timer at its due instant; a timer whose step is no longer valid is stale."""
+        assert deadline.due_at is not None
+        lateness = max(now - deadline.due_at, timedelta(0))
+        loaded = self.load(tx, deadline.case_id)
+        if deadline.name not in {d.name for d in loaded.deadlines if d.id == deadline.id}:
+            return TimerOutcome(deadline, False, None, lateness, "already closed")
+        request = StepRequest(
+            trigger=deadline.trigger,
+            actor=TIMER_ACTOR,
+            at=deadline.due_at,
+            recorded_at=now,
+            deadline=deadline.name,
+        )
+        try:
+            result = loaded.compiled.step(loaded.state(), request)
+        except EngineError as exc:
+            tx.close_deadlines([deadline.id], "stale", loaded.record.version, now)
+            log.warning(
+                "timer_stale", case_id=deadline.case_id, deadline=deadline.name, problem=str(exc)
+            )
+            return TimerOutcome(deadline, False, None, lateness, str(exc))
+        self.commit(tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
+        tx.close_deadlines([deadline.id], "fired", result.entry.seq, now)
+        log.info(
+            "timer_fired",
+            case_id=deadline.case_id,
+            deadline=deadline.name,
+            trigger=deadline.trigger,
+            due_at=deadline.due_at.isoformat(),
+            late_seconds=lateness.total_seconds(),
+        )
+        return TimerOutcome(deadline, True, result.entry.seq, lateness)

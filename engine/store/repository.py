@@ -1,0 +1,602 @@
+"""The repository and unit of work: every SQL statement the engine issues lives here.
+
+``Store.write()`` opens one transaction (``BEGIN IMMEDIATE`` on SQLite, so that two writers
+queue instead of failing on a lock upgrade) and yields a ``Tx`` whose methods read and write
+rows; the transaction commits when the block ends and rolls back on any exception.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.resources import files
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from engine.errors import Conflict, StoreUnavailable
+from engine.machines.log import LogEntry
+from engine.store.schema import (
+    access_log,
+    cases,
+    deadlines,
+    idempotency_keys,
+    outbox,
+    transition_log,
+)
+
+OPEN_DEADLINE = ("armed", "paused")
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    id: str
+    type: str
+    definition_version: int
+    state: str
+    version: int
+    is_open: bool
+    overdue: bool
+    flags: frozenset[str]
+    data: dict[str, Any]
+    zone: str
+    subject_key: str
+    last_hash: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadlineRecord:
+    id: int
+    case_id: str
+    name: str
+    trigger: str
+    amount: int
+    unit: str
+    zone: str
+    status: str
+    event_at: datetime
+    due_at: datetime | None
+    remaining_seconds: float | None
+    armed_seq: int
+    closed_seq: int | None
+    closed_at: datetime | None
+    calendar: str | None
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    id: int
+    event_id: str
+    case_id: str
+    seq: int
+    kind: str
+    audience: str
+    text: str
+    payload: dict[str, Any]
+    created_at: datetime
+    acked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewDeadline:
+    name: str
+    trigger: str
+    amount: int
+    unit: str
+    zone: str
+    event_at: datetime
+    due_at: datetime
+    calendar: str | None
+
+
+def normalize_url(url: str) -> str:
+    """PostgreSQL URLs without a driver use psycopg 3, the driver this project supports."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _case(row: sa.Row[Any]) -> CaseRecord:
+    m = row._mapping
+    return CaseRecord(
+        id=m["id"],
+        type=m["type"],
+        definition_version=m["definition_version"],
+        state=m["state"],
+        version=m["version"],
+        is_open=m["is_open"],
+        overdue=m["overdue"],
+        flags=frozenset(m["flags"]),
+        data=dict(m["data"]),
+        zone=m["zone"],
+        subject_key=m["subject_key"],
+        last_hash=m["last_hash"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _deadline(row: sa.Row[Any]) -> DeadlineRecord:
+    return DeadlineRecord(**{c.name: row._mapping[c.name] for c in deadlines.columns})
+
+
+def _entry(row: sa.Row[Any]) -> LogEntry:
+    m = row._mapping
+    return LogEntry(
+        case_id=m["case_id"],
+        seq=m["seq"],
+        trigger=m["trigger"],
+        from_state=m["from_state"],
+        to_state=m["to_state"],
+        actor=m["actor"],
+        reason=m["reason"],
+        comment=m["comment"],
+        changes=m["changes"],
+        correlation_id=m["correlation_id"],
+        at=m["at"],
+        recorded_at=m["recorded_at"],
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+        meta=m["meta"],
+    )
+
+
+class Tx:
+    """One open transaction; every method is one or a few SQL statements."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+
+    # ---- cases ---------------------------------------------------------------------------
+
+    def get_case(self, case_id: str, *, lock: bool = False) -> CaseRecord | None:
+        query = sa.select(cases).where(cases.c.id == case_id)
+        if lock and self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return _case(row) if row else None
+
+    def insert_case(self, record: CaseRecord) -> None:
+        values = {f: getattr(record, f) for f in CaseRecord.__dataclass_fields__}
+        values["flags"] = sorted(record.flags)
+        self.conn.execute(cases.insert().values(**values))
+
+    def update_case(
+        self,
+        case_id: str,
+        expected_version: int,
+        *,
+        state: str,
+        version: int,
+        is_open: bool,
+        flags: Iterable[str],
+        data: dict[str, Any],
+        last_hash: str,
+        updated_at: datetime,
+    ) -> None:
+        """The optimistic-lock write: succeeds only if nobody stepped the case meanwhile."""
+        flag_list = sorted(flags)
+        result = self.conn.execute(
+            cases.update()
+            .where(cases.c.id == case_id, cases.c.version == expected_version)
+            .values(
+                state=state,
+                version=version,
+                is_open=is_open,
+                overdue="overdue" in flag_list,
+                flags=flag_list,
+                data=data,
+                last_hash=last_hash,
+                updated_at=updated_at,
+            )
+        )
+        if result.rowcount != 1:
+            current = self.conn.execute(
+                sa.select(cases.c.version).where(cases.c.id == case_id)
+            ).scalar()
+            raise Conflict(case_id, expected_version, current)
+
+    def list_cases(
+        self,
+        *,
+        type_: str | None = None,
+        state: str | None = None,
+        overdue: bool | None = None,
+        is_open: bool | None = None,
+        limit: int = 50,
+    ) -> list[CaseRecord]:
+        query = sa.select(cases).order_by(cases.c.created_at.desc(), cases.c.id.desc())
+        if type_:
+            query = query.where(cases.c.type == type_)
+        if state:
+            query = query.where(cases.c.state == state)
+        if overdue is not None:
+            query = query.where(cases.c.overdue == overdue)
+        if is_open is not None:
+            query = query.where(cases.c.is_open == is_open)
+        return [_case(r) for r in self.conn.execute(query.limit(limit))]
+
+    def cases_of_subject(self, subject_key: str, type_: str | None = None) -> list[CaseRecord]:
+        query = sa.select(cases).where(cases.c.subject_key == subject_key)
+        if type_:
+            query = query.where(cases.c.type == type_)
+        return [_case(r) for r in self.conn.execute(query.order_by(cases.c.created_at))]
+
+    # ---- the transition log --------------------------------------------------------------
+
+    def append_log(self, entry: LogEntry) -> None:
+        self.conn.execute(
+            transition_log.insert().values(
+                case_id=entry.case_id,
+                seq=entry.seq,
+                trigger=entry.trigger,
+                from_state=entry.from_state,
+                to_state=entry.to_state,
+                actor=entry.actor,
+                reason=entry.reason,
+                comment=entry.comment,
+                changes=dict(entry.changes),
+                meta=dict(entry.meta),
+                correlation_id=entry.correlation_id,
+                at=entry.at,
+                recorded_at=entry.recorded_at,
+                prev_hash=entry.prev_hash,
+                hash=entry.hash,
+            )
+        )
+
+    def history(self, case_id: str) -> list[LogEntry]:
+        query = (
+            sa.select(transition_log)
+            .where(transition_log.c.case_id == case_id)
+            .order_by(transition_log.c.seq)
+        )
+        return [_entry(r) for r in self.conn.execute(query)]
+
+    def entry(self, case_id: str, seq: int) -> LogEntry | None:
+        query = sa.select(transition_log).where(
+            transition_log.c.case_id == case_id, transition_log.c.seq == seq
+        )
+        row = self.conn.execute(query).first()
+        return _entry(row) if row else None
+
+    def iter_log(
+        self,
+        *,
+        case_id: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        order_by_case: bool = False,
+        batch: int = 2000,
+    ) -> Iterator[LogEntry]:
+        """Stream entries page by page (keyset pagination): memory stays flat on any log size."""
+        conditions = []
+        if case_id:
+            conditions.append(transition_log.c.case_id == case_id)
+        if actor:
+            conditions.append(transition_log.c.actor == actor)
+        if since:
+            conditions.append(transition_log.c.at >= since)
+        if until:
+            conditions.append(transition_log.c.at < until)
+        if order_by_case:
+            keys: tuple[sa.ColumnElement[Any], ...] = (
+                transition_log.c.case_id,
+                transition_log.c.seq,
+            )
+        else:
+            keys = (transition_log.c.id,)
+        last: tuple[Any, ...] | None = None
+        while True:
+            query = sa.select(transition_log).where(*conditions).order_by(*keys).limit(batch)
+            if last is not None:
+                query = query.where(sa.tuple_(*keys) > sa.tuple_(*last))
+            rows = self.conn.execute(query).all()
+            for row in rows:
+                yield _entry(row)
+            if len(rows) < batch:
+                return
+            last = tuple(rows[-1]._mapping[k.name] for k in keys)
+
+    def case_heads(self, batch: int = 5000) -> Iterator[tuple[str, int, str]]:
+        """Every case's (id, version, last_hash), streamed in id order."""
+        last = ""
+        while True:
+            query = (
+                sa.select(cases.c.id, cases.c.version, cases.c.last_hash)
+                .where(cases.c.id > last)
+                .order_by(cases.c.id)
+                .limit(batch)
+            )
+            rows = self.conn.execute(query).all()
+            for row in rows:
+                yield row[0], row[1], row[2]
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    # ---- deadlines -----------------------------------------------------------------------
+
+    def open_deadlines(self, case_id: str) -> list[DeadlineRecord]:
+        query = (
+            sa.select(deadlines)
+            .where(deadlines.c.case_id == case_id, deadlines.c.status.in_(OPEN_DEADLINE))
+            .order_by(deadlines.c.due_at, deadlines.c.id)
+        )
+        return [_deadline(r) for r in self.conn.execute(query)]
+
+    def insert_deadlines(self, case_id: str, seq: int, rows: Sequence[NewDeadline]) -> None:
+        if not rows:
+            return
+        self.conn.execute(
+            deadlines.insert(),
+            [
+                {
+                    "case_id": case_id,
+                    "name": d.name,
+                    "trigger": d.trigger,
+                    "amount": d.amount,
+                    "unit": d.unit,
+                    "zone": d.zone,
+                    "status": "armed",
+                    "event_at": d.event_at,
+                    "due_at": d.due_at,
+                    "armed_seq": seq,
+                    "calendar": d.calendar,
+                }
+                for d in rows
+            ],
+        )
+
+    def close_deadlines(self, ids: Sequence[int], status: str, seq: int, at: datetime) -> int:
+        """Mark open deadlines fired, cancelled or stale; returns how many were still open."""
+        if not ids:
+            return 0
+        result = self.conn.execute(
+            deadlines.update()
+            .where(deadlines.c.id.in_(ids), deadlines.c.status.in_(OPEN_DEADLINE))
+            .values(status=status, closed_seq=seq, closed_at=at)
+        )
+        return result.rowcount
+
+    def pause_deadline(self, deadline_id: int, remaining_seconds: float) -> None:
+        self.conn.execute(
+            deadlines.update()
+            .where(deadlines.c.id == deadline_id)
+            .values(status="paused", due_at=None, remaining_seconds=remaining_seconds)
+        )
+
+    def set_due(self, deadline_id: int, due_at: datetime, calendar: str | None = None) -> None:
+        values: dict[str, Any] = {"status": "armed", "due_at": due_at, "remaining_seconds": None}
+        if calendar is not None:
+            values["calendar"] = calendar
+        self.conn.execute(deadlines.update().where(deadlines.c.id == deadline_id).values(values))
+
+    def due_deadlines(
+        self,
+        until: datetime,
+        *,
+        limit: int,
+        case_id: str | None = None,
+        skip_locked: bool = False,
+    ) -> list[DeadlineRecord]:
+        """Armed deadlines due at or before ``until``, oldest first.
+
+        With ``skip_locked`` on PostgreSQL the rows are locked for this transaction and rows
+        another worker holds are passed over, so two workers never take the same timer.
+        """
+        query = (
+            sa.select(deadlines)
+            .where(deadlines.c.status == "armed", deadlines.c.due_at <= until)
+            .order_by(deadlines.c.due_at, deadlines.c.id)
+            .limit(limit)
+        )
+        if case_id is not None:
+            query = query.where(deadlines.c.case_id == case_id)
+        if skip_locked and self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=deadlines)
+        return [_deadline(r) for r in self.conn.execute(query)]
+
+    def next_due(self) -> datetime | None:
+        query = (
+            sa.select(deadlines.c.due_at)
+            .where(deadlines.c.status == "armed")
+            .order_by(deadlines.c.due_at)
+            .limit(1)
+        )
+        return self.conn.execute(query).scalar()
+
+    def working_day_deadlines(self) -> list[DeadlineRecord]:
+        query = sa.select(deadlines).where(
+            deadlines.c.status == "armed", deadlines.c.unit.in_(("working_days", "calendar_days"))
+        )
+        return [_deadline(r) for r in self.conn.execute(query)]
+
+    def list_deadlines(self, *, due_before: datetime | None, limit: int) -> list[DeadlineRecord]:
+        query = sa.select(deadlines).where(deadlines.c.status.in_(OPEN_DEADLINE))
+        if due_before is not None:
+            query = query.where(deadlines.c.due_at <= due_before)
+        query = query.order_by(deadlines.c.due_at, deadlines.c.id).limit(limit)
+        return [_deadline(r) for r in self.conn.execute(query)]
+
+    # ---- outbox --------------------------------------------------------------------------
+
+    def add_outbox(
+        self,
+        case_id: str,
+        seq: int,
+        items: Sequence[tuple[str, str, str, dict[str, Any]]],
+        at: datetime,
+    ) -> None:
+        if not items:
+            return
+        self.conn.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "case_id": case_id,
+                    "seq": seq,
+                    "kind": kind,
+                    "audience": audience,
+                    "text": text,
+                    "payload": payload,
+                    "created_at": at,
+                }
+                for kind, audience, text, payload in items
+            ],
+        )
+
+    def pending_outbox(self, *, limit: int, case_id: str | None = None) -> list[OutboxEvent]:
+        query = sa.select(outbox).where(outbox.c.acked_at.is_(None))
+        if case_id:
+            query = query.where(outbox.c.case_id == case_id)
+        rows = self.conn.execute(query.order_by(outbox.c.id).limit(limit))
+        return [OutboxEvent(**dict(r._mapping)) for r in rows]
+
+    def case_outbox(self, case_id: str) -> list[OutboxEvent]:
+        query = sa.select(outbox).where(outbox.c.case_id == case_id).order_by(outbox.c.id)
+        return [OutboxEvent(**dict(r._mapping)) for r in self.conn.execute(query)]
+
+    def ack_outbox(self, event_ids: Sequence[str], at: datetime) -> int:
+        if not event_ids:
+            return 0
+        result = self.conn.execute(
+            outbox.update()
+            .where(outbox.c.event_id.in_(event_ids), outbox.c.acked_at.is_(None))
+            .values(acked_at=at)
+        )
+        return result.rowcount
+
+    # ---- idempotency and access ----------------------------------------------------------
+
+    def get_idempotency(self, key: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.conn.execute(
+            sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.result).where(
+                idempotency_keys.c.key == key
+            )
+        ).first()
+        return (row[0], dict(row[1])) if row else None
+
+    def put_idempotency(
+        self, key: str, request_hash: str, case_id: str, result: dict[str, Any], at: datetime
+    ) -> None:
+        self.conn.execute(
+            idempotency_keys.insert().values(
+                key=key, request_hash=request_hash, case_id=case_id, result=result, created_at=at
+            )
+        )
+
+    def log_access(self, case_id: str, actor: str, what: str, at: datetime) -> None:
+        self.conn.execute(
+            access_log.insert().values(case_id=case_id, actor=actor, what=what, at=at)
+        )
+
+    def access_entries(self, case_id: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(access_log).where(access_log.c.case_id == case_id).order_by(access_log.c.id)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+
+class Store:
+    """A database: its engine, its migrations, its transactions."""
+
+    def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        self.synchronous = synchronous
+        if self.dialect == "sqlite":
+            self.engine: Engine = sa.create_engine(
+                self.url,
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            sa.event.listen(self.engine, "connect", self._sqlite_connect)
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+
+    def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
+        # Autocommit at the driver level, so that our own BEGIN (IMMEDIATE) decides locking.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={self.synchronous}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """One write transaction; commits at the end of the block, rolls back on error."""
+        try:
+            with self.engine.begin() as conn:
+                yield Tx(conn)
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction (a plain, non-locking BEGIN on SQLite)."""
+        with self.engine.connect() as raw:
+            conn = raw.execution_options(omsflow_read=True)
+            with conn.begin():
+                yield Tx(conn)
+
+    # ---- migrations ----------------------------------------------------------------------
+
+    def _alembic(self) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(files("engine.store") / "migrations"))
+        return cfg
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate the schema; a fresh database is created this way, never by create_all."""
+        cfg = self._alembic()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def downgrade(self, revision: str) -> None:
+        cfg = self._alembic()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic()).get_current_head()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    read_only = conn.get_execution_options().get("omsflow_read", False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether a driver error is a unique-constraint violation (two writers raced on a key)."""
+    if not isinstance(exc, IntegrityError | DBAPIError):
+        return False
+    text = str(exc.orig).lower()
+    return "unique" in text or "duplicate key" in text
