@@ -1,0 +1,258 @@
+"""Masking of personal data for logs and for the API's masked views (pure functions).
+
+``mask_data`` walks dicts and lists and masks the values under :data:`PERSONAL_KEYS`, keeping a
+hint an operator can use to tell records apart (SNILS ``***-***-*** 95``, a name's initials, the
+last digits of a number) but not enough to identify the person. ``mask_text`` masks numbers that
+look like personal identifiers inside free text. ``mask_event`` is a structlog processor that
+applies both to a log event.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, Final
+
+STARS: Final = "***"
+
+_SNILS_KEYS: Final = frozenset({"snils", "parent_snils", "child_snils"})
+_NAME_KEYS: Final = frozenset(
+    {
+        "full_name",
+        "parent_full_name",
+        "child_full_name",
+        "fio",
+        "last_name",
+        "first_name",
+        "middle_name",
+    }
+)
+_DATE_KEYS: Final = frozenset({"birth_date", "date_of_birth"})
+_INN_KEYS: Final = frozenset({"inn", "parent_inn"})
+_POLICY_KEYS: Final = frozenset(
+    {
+        "policy_number",
+        "old_policy_number",
+        "current_policy_number",
+        "electronic_policy_number",
+        "enp",
+    }
+)
+_PHONE_KEYS: Final = frozenset({"phone", "mobile_phone"})
+_EMAIL_KEYS: Final = frozenset({"email", "e_mail"})
+_ADDRESS_KEYS: Final = frozenset(
+    {"address", "registration_address", "actual_address", "postal_address"}
+)
+_PASSPORT_KEYS: Final = frozenset({"passport", "passport_series", "passport_number"})
+_FILE_KEYS: Final = frozenset({"file_name"})
+
+#: field names whose values are personal data, wherever they appear in a structure
+PERSONAL_KEYS: Final[frozenset[str]] = (
+    _SNILS_KEYS
+    | _NAME_KEYS
+    | _DATE_KEYS
+    | _INN_KEYS
+    | _POLICY_KEYS
+    | _PHONE_KEYS
+    | _EMAIL_KEYS
+    | _ADDRESS_KEYS
+    | _PASSPORT_KEYS
+    | _FILE_KEYS
+)
+
+
+def mask_tail(value: str, keep: int) -> str:
+    """Replace every letter and digit with ``*`` except the last ``keep`` of them; punctuation
+    and spaces stay so the shape remains recognisable."""
+    remaining = sum(ch.isalnum() for ch in value)
+    out: list[str] = []
+    for ch in value:
+        if ch.isalnum():
+            out.append(ch if remaining <= keep else "*")
+            remaining -= 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def mask_snils(value: str) -> str:
+    """``112-233-445 95`` or ``11223344595`` -> ``***-***-*** 95``."""
+    digits = re.sub(r"[^0-9]", "", value)
+    if len(digits) == 11:
+        return f"***-***-*** {digits[-2:]}"
+    return mask_tail(value, 2)
+
+
+def mask_name(value: str) -> str:
+    """``Иванова Мария Петровна`` -> ``И*** М*** П***``."""
+    return " ".join(f"{part[0]}{STARS}" for part in value.split()) or STARS
+
+
+def mask_date(value: str) -> str:
+    """Keep the year only: ``1987-03-25`` -> ``1987-**-**``, ``25.03.1987`` -> ``**.**.1987``."""
+    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return f"{value[:4]}-**-**"
+    if re.fullmatch(r"[0-9]{2}\.[0-9]{2}\.[0-9]{4}", value):
+        return f"**.**.{value[-4:]}"
+    return STARS
+
+
+def mask_email(value: str) -> str:
+    """``maria.ivanova@mail.ru`` -> ``m***@mail.ru``."""
+    local, at, domain = value.partition("@")
+    if not at or not local:
+        return STARS
+    return f"{local[0]}{STARS}@{domain}"
+
+
+def mask_file_name(value: str) -> str:
+    """File names often carry the person's name; keep the extension only."""
+    stem, dot, extension = value.rpartition(".")
+    return f"{STARS}.{extension}" if dot and stem and len(extension) <= 5 else STARS
+
+
+def _masker(key: str) -> Callable[[str], str]:
+    if key in _SNILS_KEYS:
+        return mask_snils
+    if key in _NAME_KEYS:
+        return mask_name
+    if key in _DATE_KEYS:
+        return mask_date
+    if key in _INN_KEYS or key in _PHONE_KEYS:
+        return lambda value: mask_tail(value, 2)
+    if key in _POLICY_KEYS:
+        return lambda value: mask_tail(value, 4)
+    if key in _EMAIL_KEYS:
+        return mask_email
+    if key in _FILE_KEYS:
+        return mask_file_name
+    if key == "passport_number":
+        return lambda value: mask_tail(value, 2)
+    if key == "passport_series":
+        return lambda value: mask_tail(value, 0)
+    return lambda _value: STARS
+
+
+# inside a passport object the generic names "series"/"number" are personal too
+_PASSPORT_FIELDS: Final[dict[str, Callable[[str], str]]] = {
+    "series": lambda value: mask_tail(value, 0),
+    "number": lambda value: mask_tail(value, 2),
+    "issue_date": mask_date,
+}
+
+
+def _mask_leaf(value: Any, masker: Callable[[str], str]) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {key: _mask_leaf(item, masker) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_mask_leaf(item, masker) for item in value)
+    if isinstance(value, bool):
+        return STARS
+    return masker(str(value))
+
+
+def _mask_passport(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return _mask_leaf(value, lambda _value: STARS)
+    out: dict[Any, Any] = {}
+    for key, item in value.items():
+        masker = _PASSPORT_FIELDS.get(str(key), lambda _value: STARS)
+        out[key] = _mask_leaf(item, masker)
+    return out
+
+
+def mask_data(obj: Any) -> Any:
+    """A copy of ``obj`` with the values under personal keys masked (dicts and lists walked)."""
+    if isinstance(obj, Mapping):
+        out: dict[Any, Any] = {}
+        for key, value in obj.items():
+            name = key.lower() if isinstance(key, str) else key
+            if name == "passport":
+                out[key] = _mask_passport(value)
+            elif name in PERSONAL_KEYS:
+                out[key] = _mask_leaf(value, _masker(name))
+            else:
+                out[key] = mask_data(value)
+        return out
+    if isinstance(obj, list | tuple):
+        return type(obj)(mask_data(item) for item in obj)
+    return obj
+
+
+# Identifier-like numbers in free text. ASCII letters, digits, "_" and "-" next to a plain digit
+# run mean it is part of something else (a UUID's last group, a hex hash), which stays intact.
+# Every alternative can only start at the beginning of a run (look-behind) and every repetition
+# is bounded, so masking stays linear on hostile input such as a megabyte without spaces.
+_EDGE_BEFORE = r"(?<![0-9A-Za-z_])"
+_EDGE_AFTER = r"(?![0-9A-Za-z_])"
+_TEXT_PATTERNS: Final = re.compile(
+    "|".join(
+        [
+            r"(?<![A-Za-z0-9._%+-])(?P<email>[A-Za-z0-9._%+-]{1,64}@"
+            r"(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24})(?![A-Za-z0-9-])",
+            rf"{_EDGE_BEFORE}(?P<snils>[0-9]{{3}}-[0-9]{{3}}-[0-9]{{3}}[ -][0-9]{{2}})"
+            + _EDGE_AFTER,
+            rf"{_EDGE_BEFORE}(?P<enp>[0-9]{{4}} [0-9]{{4}} [0-9]{{4}} [0-9]{{4}}){_EDGE_AFTER}",
+            r"(?P<phone>(?:\+7|(?<![0-9])8)[ (-]{0,3}[0-9]{3}[ )-]{0,3}[0-9]{3}[ -]?[0-9]{2}"
+            r"[ -]?[0-9]{2})" + _EDGE_AFTER,
+            rf"{_EDGE_BEFORE}(?P<passport>[0-9]{{2}} ?[0-9]{{2}} (?:№ ?)?[0-9]{{6}}){_EDGE_AFTER}",
+            r"(?<![0-9A-Za-z_-])(?P<digits>[0-9]{10,16})(?![0-9A-Za-z_-])",
+        ]
+    )
+)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    kind = match.lastgroup or ""
+    text = match.group(0)
+    if kind == "email":
+        return mask_email(text)
+    if kind == "snils":
+        return mask_snils(text)
+    if kind == "enp":
+        return mask_tail(text, 4)
+    if kind in ("phone", "passport"):
+        return mask_tail(text, 2)
+    if len(text) == 11:
+        return mask_snils(text)
+    return mask_tail(text, 2 if len(text) in (10, 12) else 4)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with SNILS-, passport-, ENP- and INN-like numbers (and phones, e-mails) masked."""
+    return _TEXT_PATTERNS.sub(_mask_match, text)
+
+
+def _mask_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, Mapping):
+        return {key: _mask_strings(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_mask_strings(item) for item in value)
+    return value
+
+
+def mask_event(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: personal keys masked, identifiers in every string masked."""
+    masked = _mask_strings(mask_data(dict(event_dict)))
+    event_dict.clear()
+    event_dict.update(masked)
+    return event_dict
+
+
+__all__ = [
+    "PERSONAL_KEYS",
+    "mask_data",
+    "mask_date",
+    "mask_email",
+    "mask_event",
+    "mask_name",
+    "mask_snils",
+    "mask_tail",
+    "mask_text",
+]
