@@ -11,10 +11,12 @@ import hashlib
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from engine.applications import subject_key
 from engine.clock import Clock, SystemClock, ensure_utc
@@ -36,6 +38,7 @@ from engine.store.repository import CaseRecord, DeadlineRecord, OutboxEvent, Sto
 from engine.timers.calendar import ProductionCalendar
 
 DEFAULT_URL = "sqlite:///omsflow.db"
+_log = structlog.get_logger("omsflow.engine")
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,16 @@ class StepOutcome:
         return {"case": self.case.to_json(), "entry": self.entry.to_json()}
 
 
+@dataclass(frozen=True)
+class MovedDeadline:
+    """A deadline that a calendar update moved."""
+
+    case_id: str
+    name: str
+    old_due_at: datetime | None
+    new_due_at: datetime
+
+
 @dataclass
 class FireReport:
     """What ``fire_due_timers`` did."""
@@ -219,7 +232,8 @@ class Engine:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _now(self) -> datetime:
+    def now(self) -> datetime:
+        """The engine clock's current instant (aware UTC)."""
         return ensure_utc(self.clock.now(), "clock time")
 
     @staticmethod
@@ -243,7 +257,7 @@ class Engine:
         if not isinstance(data, Mapping):
             raise InvalidInput([_not_object("data")])
         compiled = self.definitions.get(type_)
-        now = self._now()
+        now = self.now()
         case_id = str(uuid.uuid4())
         request = StepRequest("open", who, now, now, comment=comment, correlation_id=correlation_id)
         result = compiled.open(case_id, data, request)
@@ -282,7 +296,7 @@ class Engine:
         who = self._actor(actor)
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInput([_not_object("data")])
-        now = self._now()
+        now = self.now()
         fingerprint = _request_hash(
             {
                 "op": "fire",
@@ -382,29 +396,60 @@ class Engine:
         fails is rolled back alone. Timers that the fired steps arm and that fall due before
         ``until`` fire too. Several processes may run this at once on PostgreSQL.
         """
-        limit = ensure_utc(until, "until") if until else self._now()
+        limit = ensure_utc(until, "until") if until else self.now()
         report = FireReport()
         while True:
-            now = self._now()
+            now = self.now()
+            progress = 0
             with self.store.write() as tx:
                 due = tx.due_deadlines(limit, limit=batch, skip_locked=True)
                 for deadline in due:
                     try:
                         with tx.conn.begin_nested():
-                            outcome = self.stepper.fire_timer(tx, deadline, max(now, limit))
+                            outcome = self.stepper.fire_timer(tx, deadline, now)
                     except EngineError as exc:
+                        # e.g. another worker stepped the same case meanwhile: retried later
                         report.failed += 1
                         report.outcomes.append(
-                            TimerOutcome(deadline, False, None, now - now, str(exc))
+                            TimerOutcome(deadline, False, None, timedelta(0), str(exc))
                         )
                         continue
+                    progress += 1
                     report.outcomes.append(outcome)
                     if outcome.fired:
                         report.fired += 1
                     else:
                         report.stale += 1
-            if len(due) < batch:
+            # Go on while steps fire: they may arm timers that fall due before ``until``; a
+            # batch of failures alone must not spin.
+            if progress == 0:
                 return report
+
+    def recompute_deadlines(self, *, batch: int = 500) -> list[MovedDeadline]:
+        """Recompute every armed day-unit deadline under the current calendar data.
+
+        Run after the calendar data changed (the government published next year's
+        transfers); each deadline is recomputed from its original event and unit, and every one
+        that moved is logged and returned.
+        """
+        fingerprint = self.calendar.fingerprint
+        moved: list[MovedDeadline] = []
+        while True:
+            with self.store.write() as tx:
+                rows = tx.calendar_deadlines(fingerprint, limit=batch)
+                for d in rows:
+                    new_due = self.stepper.recomputed_due(d)
+                    if tx.move_deadline(d.id, new_due, fingerprint) and new_due != d.due_at:
+                        moved.append(MovedDeadline(d.case_id, d.name, d.due_at, new_due))
+                        _log.info(
+                            "deadline_moved",
+                            case_id=d.case_id,
+                            deadline=d.name,
+                            old_due_at=d.due_at.isoformat() if d.due_at else None,
+                            new_due_at=new_due.isoformat(),
+                        )
+            if len(rows) < batch:
+                return moved
 
     def next_due(self) -> datetime | None:
         with self.store.read() as tx:
@@ -428,7 +473,7 @@ class Engine:
                 raise InvalidInput([_missing_actor()])
             with self.store.write() as tx:
                 view = self._view(tx, case_id, who, reveal=True)
-                tx.log_access(case_id, str(who), "reveal", self._now())
+                tx.log_access(case_id, str(who), "reveal", self.now())
                 return view
         with self.store.read() as tx:
             return self._view(tx, case_id, who, reveal=False)
@@ -519,7 +564,7 @@ class Engine:
     def ack_events(self, event_ids: Sequence[str]) -> int:
         """Acknowledge delivered notifications; acknowledging twice is harmless."""
         with self.store.write() as tx:
-            return tx.ack_outbox(list(event_ids), self._now())
+            return tx.ack_outbox(list(event_ids), self.now())
 
 
 def _not_object(name: str) -> FieldError:

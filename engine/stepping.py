@@ -78,6 +78,13 @@ class Stepper:
     def due(self, unit: str, amount: int, event_at: datetime, zone: str) -> datetime:
         return compute_due(event_at, amount, unit, zone, self.calendar)
 
+    def recomputed_due(self, d: DeadlineRecord) -> datetime:
+        """A deadline's due instant under the current calendar, from its original event."""
+        if d.resumed_at is not None:
+            left = timedelta(seconds=d.remaining_seconds or 0.0)
+            return resume(d.resumed_at, left, d.unit, d.zone, self.calendar)
+        return self.due(d.unit, d.amount, d.event_at, d.zone)
+
     def commit(
         self,
         tx: Tx,
@@ -160,7 +167,7 @@ class Stepper:
         for name in result.resume:
             d = by_name[name]
             left = timedelta(seconds=d.remaining_seconds or 0.0)
-            tx.set_due(d.id, resume(at, left, d.unit, d.zone, self.calendar))
+            tx.resume_deadline(d.id, resume(at, left, d.unit, d.zone, self.calendar), at)
         rows = [
             NewDeadline(
                 name=arm.spec.name,

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timedelta
+from typing import Any
 
+from engine.applications import example_application
+from engine.applications.fields import format_snils, snils_check_number
 from engine.clock import ensure_utc
 
 
@@ -39,3 +42,20 @@ class ManualClock:
                 raise ValueError(f"{target.isoformat()} is before {self._now.isoformat()}")
             self._now = target
             return self._now
+
+
+def make_snils(n: int) -> str:
+    """The ``n``-th valid SNILS (formatted), for seeding tests, rehearsals and the demo."""
+    body = f"{2_000_000 + n:09d}"
+    return format_snils(f"{body}{snils_check_number(body):02d}")
+
+
+def person(type_: str, n: int) -> dict[str, Any]:
+    """The example application of ``type_`` for the ``n``-th distinct person."""
+    data = example_application(type_)
+    data["applicant"]["snils"] = make_snils(2 * n)
+    if "parent_snils" in data:
+        data["parent_snils"] = data["applicant"]["snils"]
+    if isinstance(data.get("child"), dict):
+        data["child"]["snils"] = make_snils(2 * n + 1)
+    return data

@@ -258,6 +258,7 @@ class CompiledDefinition:
         reason, errors = self._check_request(tr, request)
         data: Mapping[str, Any] = case.data
         diff: dict[str, Any] = {}
+        refusal: InvalidInput | None = None
         if request.changes:
             try:
                 data, diff = validate_changes(
@@ -267,11 +268,17 @@ class CompiledDefinition:
                     today=local_date(request.at, case.zone),
                 )
             except InvalidInput as exc:
+                refusal = exc
                 errors.extend(exc.errors)
         ctx = _context(case, tr.trigger, role, reason, request.comment, data, request.changes)
         for name in tr.validators:
             errors.extend(VALIDATORS[name](ctx))
         if errors:
+            if refusal is not None:
+                # keep the domain reason (e.g. invalid_scan) and its advice for the portal
+                raise InvalidInput(
+                    errors, reason=refusal.reason, advice=refusal.advice, extra=refusal.extra
+                )
             raise InvalidInput(errors)
 
         failed: list[str] = []

@@ -68,6 +68,7 @@ class DeadlineRecord:
     event_at: datetime
     due_at: datetime | None
     remaining_seconds: float | None
+    resumed_at: datetime | None
     armed_seq: int
     closed_seq: int | None
     closed_at: datetime | None
@@ -380,11 +381,21 @@ class Tx:
             .values(status="paused", due_at=None, remaining_seconds=remaining_seconds)
         )
 
-    def set_due(self, deadline_id: int, due_at: datetime, calendar: str | None = None) -> None:
-        values: dict[str, Any] = {"status": "armed", "due_at": due_at, "remaining_seconds": None}
-        if calendar is not None:
-            values["calendar"] = calendar
-        self.conn.execute(deadlines.update().where(deadlines.c.id == deadline_id).values(values))
+    def resume_deadline(self, deadline_id: int, due_at: datetime, resumed_at: datetime) -> None:
+        self.conn.execute(
+            deadlines.update()
+            .where(deadlines.c.id == deadline_id)
+            .values(status="armed", due_at=due_at, resumed_at=resumed_at)
+        )
+
+    def move_deadline(self, deadline_id: int, due_at: datetime, calendar: str) -> int:
+        """Recompute's write: only a deadline still armed moves."""
+        result = self.conn.execute(
+            deadlines.update()
+            .where(deadlines.c.id == deadline_id, deadlines.c.status == "armed")
+            .values(due_at=due_at, calendar=calendar)
+        )
+        return result.rowcount
 
     def due_deadlines(
         self,
@@ -420,9 +431,17 @@ class Tx:
         )
         return self.conn.execute(query).scalar()
 
-    def working_day_deadlines(self) -> list[DeadlineRecord]:
-        query = sa.select(deadlines).where(
-            deadlines.c.status == "armed", deadlines.c.unit.in_(("working_days", "calendar_days"))
+    def calendar_deadlines(self, fingerprint: str, *, limit: int) -> list[DeadlineRecord]:
+        """Armed day-unit deadlines computed with a calendar other than ``fingerprint``."""
+        query = (
+            sa.select(deadlines)
+            .where(
+                deadlines.c.status == "armed",
+                deadlines.c.unit.in_(("working_days", "calendar_days")),
+                deadlines.c.calendar != fingerprint,
+            )
+            .order_by(deadlines.c.id)
+            .limit(limit)
         )
         return [_deadline(r) for r in self.conn.execute(query)]
 

@@ -111,6 +111,8 @@ deadlines = sa.Table(
     sa.Column("event_at", UTCDateTime, nullable=False),
     sa.Column("due_at", UTCDateTime),
     sa.Column("remaining_seconds", sa.Float),
+    # set when a paused deadline resumes: its due instant is then resume(resumed_at, remaining)
+    sa.Column("resumed_at", UTCDateTime),
     sa.Column("armed_seq", sa.Integer, nullable=False),
     sa.Column("closed_seq", sa.Integer),
     sa.Column("closed_at", UTCDateTime),

@@ -95,6 +95,7 @@ def upgrade() -> None:
         sa.Column("event_at", UTCDateTime(), nullable=False),
         sa.Column("due_at", UTCDateTime(), nullable=True),
         sa.Column("remaining_seconds", sa.Float(), nullable=True),
+        sa.Column("resumed_at", UTCDateTime(), nullable=True),
         sa.Column("armed_seq", sa.Integer(), nullable=False),
         sa.Column("closed_seq", sa.Integer(), nullable=True),
         sa.Column("closed_at", UTCDateTime(), nullable=True),
