@@ -27,8 +27,11 @@ from engine.errors import (
     IdempotencyMismatch,
     InvalidInput,
     NotFound,
+    NotPermitted,
 )
+from engine.machines.checks import CHECKS, Registries, RegistryUnavailable
 from engine.machines.compiled import Actor, StepRequest, local_date, zone_of
+from engine.machines.definition import DeadlineSpec
 from engine.machines.loader import DefinitionRegistry
 from engine.machines.log import ChainBreak, LogEntry, canonical_json, verify_chain
 from engine.machines.rules import APPROVED_STATES, OtherCase, check_open
@@ -211,8 +214,10 @@ class Engine:
         calendar: ProductionCalendar | None = None,
         migrate: bool = True,
         synchronous: str = "FULL",
+        registries: Registries | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
+        self.registries = registries
         if isinstance(definitions, DefinitionRegistry):
             self.definitions = definitions
         else:
@@ -361,11 +366,110 @@ class Engine:
             due = tx.due_deadlines(now, limit=1, case_id=loaded.record.id)
             if not due:
                 return entries
-            outcome = self.stepper.fire_timer(tx, due[0], now)
+            outcome = self._fire_deadline(tx, due[0], now)
             if outcome.seq is not None:
                 entry = tx.entry(loaded.record.id, outcome.seq)
                 if entry is not None:
                     entries.append(entry)
+
+    def _fire_deadline(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
+        compiled = self.definitions.get(*self._case_key(tx, deadline.case_id))
+        found = compiled.deadlines.get(deadline.name)
+        if found is None or found[0].check is None:
+            return self.stepper.fire_timer(tx, deadline, now)
+        return self._run_check(tx, deadline, found[0], now)
+
+    @staticmethod
+    def _case_key(tx: Tx, case_id: str) -> tuple[str, int]:
+        record = tx.get_case(case_id)
+        if record is None:
+            raise NotFound("case", case_id)
+        return record.type, record.definition_version
+
+    def _run_check(
+        self, tx: Tx, deadline: DeadlineRecord, spec: DeadlineSpec, now: datetime
+    ) -> TimerOutcome:
+        """Run an automatic registry check; on a registry failure retry with backoff."""
+        assert spec.check is not None
+        assert deadline.due_at is not None
+        loaded = self.stepper.load(tx, deadline.case_id)
+        lateness = max(now - deadline.due_at, timedelta(0))
+        if self.registries is None:
+            # No registries wired in (an engine without integrations): nothing to check with.
+            tx.close_deadlines([deadline.id], "stale", loaded.record.version, now)
+            return TimerOutcome(deadline, False, None, lateness, "no registries configured")
+        actor = Actor("system", spec.check)
+        try:
+            decided = CHECKS[spec.check](loaded.record.data, self.registries)
+        except RegistryUnavailable as exc:
+            failures = sum(
+                1
+                for e in tx.history(deadline.case_id)
+                if e.seq > deadline.armed_seq and e.trigger == spec.trigger
+            )
+            attempt = failures + 1
+            if attempt >= spec.attempts:
+                trigger = spec.on_exhausted or spec.trigger
+                comment = f"{exc}; попытка {attempt} из {spec.attempts}, передано оператору"
+                return self._fire_as(tx, loaded, deadline, trigger, actor, now, comment=comment)
+            retry_at = deadline.due_at + timedelta(
+                minutes=spec.backoff_minutes * 2 ** (attempt - 1)
+            )
+            comment = f"{exc}; попытка {attempt} из {spec.attempts}, повтор {retry_at.isoformat()}"
+            return self._fire_as(
+                tx, loaded, deadline, spec.trigger, actor, now, comment=comment, retry_at=retry_at
+            )
+        return self._fire_as(
+            tx,
+            loaded,
+            deadline,
+            decided.trigger,
+            actor,
+            now,
+            reason=decided.reason,
+            comment=decided.comment,
+        )
+
+    def _fire_as(
+        self,
+        tx: Tx,
+        loaded: Loaded,
+        deadline: DeadlineRecord,
+        trigger: str,
+        actor: Actor,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> TimerOutcome:
+        """Fire ``trigger`` for a due deadline at its due instant.
+
+        With ``retry_at`` the deadline stays armed and falls due again then (a retried
+        check); otherwise it is closed as fired, or as stale when the step is refused.
+        """
+        assert deadline.due_at is not None
+        lateness = max(now - deadline.due_at, timedelta(0))
+        request = StepRequest(
+            trigger,
+            actor,
+            deadline.due_at,
+            now,
+            reason=reason,
+            comment=comment,
+            deadline=deadline.name,
+        )
+        try:
+            result = loaded.compiled.step(loaded.state(), request)
+        except EngineError as exc:
+            tx.close_deadlines([deadline.id], "stale", loaded.record.version, now)
+            return TimerOutcome(deadline, False, None, lateness, str(exc))
+        self.stepper.commit(tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
+        if retry_at is not None:
+            tx.move_deadline(deadline.id, retry_at, deadline.calendar or "")
+        else:
+            tx.close_deadlines([deadline.id], "fired", result.entry.seq, now)
+        return TimerOutcome(deadline, True, result.entry.seq, lateness)
 
     def _replay(self, tx: Tx, key: str, fingerprint: str) -> dict[str, Any] | None:
         stored = tx.get_idempotency(key)
@@ -406,7 +510,7 @@ class Engine:
                 for deadline in due:
                     try:
                         with tx.conn.begin_nested():
-                            outcome = self.stepper.fire_timer(tx, deadline, now)
+                            outcome = self._fire_deadline(tx, deadline, now)
                     except EngineError as exc:
                         # e.g. another worker stepped the same case meanwhile: retried later
                         report.failed += 1
@@ -561,8 +665,20 @@ class Engine:
         with self.store.read() as tx:
             return tx.case_outbox(case_id)
 
-    def ack_events(self, event_ids: Sequence[str]) -> int:
-        """Acknowledge delivered notifications; acknowledging twice is harmless."""
+    def ack_events(self, event_ids: Sequence[str], actor: Actor | str | None = None) -> int:
+        """Acknowledge delivered notifications; acknowledging twice is harmless.
+
+        An auditor reads everything and changes nothing, acknowledgements included.
+        """
+        who = self._actor(actor) if actor is not None else None
+        if who is not None and who.role == "auditor":
+            raise NotPermitted(
+                "an auditor may not acknowledge notifications",
+                trigger="ack",
+                state="-",
+                role=who.role,
+                allowed=[],
+            )
         with self.store.write() as tx:
             return tx.ack_outbox(list(event_ids), self.now())
 

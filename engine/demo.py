@@ -21,7 +21,7 @@ from engine.api import CaseView, Engine
 from engine.applications import example_application
 from engine.applications.fields import snils_check_number
 from engine.machines.log import ChainBreak
-from engine.testing import ManualClock
+from engine.testing import InMemoryRegistries, ManualClock
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 DEMO_START = datetime(2026, 12, 24, 10, 0, tzinfo=MOSCOW)
@@ -135,9 +135,10 @@ def _scan(kind: str, file_name: str, size: int) -> dict[str, Any]:
 class _Office:
     """The people of the demo: they open and step cases at given local times."""
 
-    def __init__(self, engine: Engine, clock: ManualClock) -> None:
+    def __init__(self, engine: Engine, clock: ManualClock, registries: InMemoryRegistries) -> None:
         self.engine = engine
         self.clock = clock
+        self.registries = registries
         self.notes: list[TimelineRow] = []
         self.stories: dict[str, str] = {}
         self.timers_fired = 0
@@ -153,6 +154,10 @@ class _Office:
         self.notes.append(
             TimelineRow(at=before, note=f"{why}: clock moves to {local_time(self.clock.now())}")
         )
+        self.timers_fired += self.engine.fire_due_timers().fired
+
+    def run_timers(self) -> None:
+        """Let the worker run now: due timers and registry checks fire."""
         self.timers_fired += self.engine.fire_due_timers().fired
 
     def open(self, story: str, type_: str, data: Mapping[str, Any], actor: str) -> str:
@@ -189,25 +194,25 @@ def _play(office: _Office) -> None:
     o.at(24, 12, 10, 5)
     child = example_application("child_link")["child"]
     child.update(full_name="Кузнецов Михаил Денисович", snils=snils("156745302"))
-    c = o.open(
-        "child's policy linked by the automatic check in minutes",
+    link = _person(
         "child_link",
-        _person(
-            "child_link",
-            "Кузнецова Ольга Игоревна",
-            "female",
-            "02.09.1990",
-            "139874503",
-            "olga.kuz@mail.ru",
-            child=child,
-            parent_snils=snils("139874503"),
-        ),
-        GOSUSLUGI,
+        "Кузнецова Ольга Игоревна",
+        "female",
+        "02.09.1990",
+        "139874503",
+        "olga.kuz@mail.ru",
+        child=child,
+        parent_snils=snils("139874503"),
+    )
+    # the fake FOMS registry and Social Fund know the child and the active policy
+    o.registries.add_application_person(link)
+    c = o.open(
+        "child's policy linked by the automatic check in minutes", "child_link", link, GOSUSLUGI
     )
     o.at(24, 12, 10, 6)
     o.fire(c, "take", FOMS)
     o.at(24, 12, 10, 14)
-    o.fire(c, "approve", FOMS, comment="полис активен, СНИЛС ребёнка свободен")
+    o.run_timers()
     o.at(24, 12, 10, 20)
     b = o.open(
         "first plastic card: temporary policy at once, card made in 30 days, handed over",
@@ -349,8 +354,9 @@ def _play(office: _Office) -> None:
 def run_demo(url: str) -> DemoReport:
     """Play the demo on the (fresh) database at ``url`` and report what happened."""
     clock = ManualClock(DEMO_START)
-    with Engine(url, clock=clock) as engine:
-        office = _Office(engine, clock)
+    registries = InMemoryRegistries()
+    with Engine(url, clock=clock, registries=registries.ports()) as engine:
+        office = _Office(engine, clock, registries)
         _play(office)
         cases = tuple(engine.get_case(cid) for cid in office.stories)
         types = {case.id: case.type for case in cases}

@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.applications import example_application
-from engine.applications.fields import format_snils, snils_check_number
+from engine.applications.fields import check_snils, format_snils, parse_date, snils_check_number
 from engine.clock import ensure_utc
+from engine.machines.checks import PersonRecord, Registries, RegistryUnavailable
 
 
 class ManualClock:
@@ -59,3 +60,81 @@ def person(type_: str, n: int) -> dict[str, Any]:
     if isinstance(data.get("child"), dict):
         data["child"]["snils"] = make_snils(2 * n + 1)
     return data
+
+
+class InMemoryRegistries:
+    """Fake FOMS registry, Social Fund and insurers' registry in one object, seeded by hand.
+
+    ``down`` names the registries that fail (``"foms"``, ``"social_fund"``, ``"insurers"``),
+    to rehearse outages; ``calls`` counts the look-ups made.
+    """
+
+    def __init__(self) -> None:
+        self.people: dict[str, PersonRecord] = {}
+        self.policies: dict[str, str] = {}
+        self.links: dict[str, str] = {}
+        self.insurer_codes: set[str] = set()
+        self.down: set[str] = set()
+        self.calls = 0
+
+    def ports(self) -> Registries:
+        return Registries(foms=self, social_fund=self, insurers=self)
+
+    def _ask(self, registry: str) -> None:
+        self.calls += 1
+        if registry in self.down:
+            raise RegistryUnavailable(registry, "timed out")
+
+    def add_person(
+        self,
+        snils: str,
+        full_name: str,
+        birth_date: str,
+        policy_number: str | None = None,
+        policy_status: str = "active",
+    ) -> None:
+        """Seed a person (SNILS in any accepted notation, birth date ISO or DD.MM.YYYY)."""
+        digits = check_snils(snils)
+        self.people[digits] = PersonRecord(
+            digits, full_name, parse_date(birth_date).isoformat(), policy_number
+        )
+        if policy_number:
+            self.policies[policy_number] = policy_status
+
+    def add_application_person(self, data: dict[str, Any], policy_status: str = "active") -> None:
+        """Seed the registry so that an application's person matches it."""
+        for who in ("applicant", "child"):
+            person = data.get(who)
+            if isinstance(person, dict) and person.get("snils"):
+                self.add_person(person["snils"], person["full_name"], person["birth_date"])
+        for key in ("policy_number", "old_policy_number", "current_policy_number"):
+            if data.get(key):
+                self.policies[str(data[key])] = policy_status
+
+    # FomsRegistry
+    def find_person(self, snils: str) -> PersonRecord | None:
+        self._ask("foms")
+        return self.people.get(snils)
+
+    def policy_status(self, policy_number: str) -> str | None:
+        self._ask("foms")
+        return self.policies.get(policy_number)
+
+    # SocialFund
+    def snils_matches(self, snils: str, full_name: str, birth_date: str) -> bool:
+        self._ask("social_fund")
+        record = self.people.get(snils)
+        return (
+            record is not None
+            and record.full_name.casefold() == full_name.casefold()
+            and record.birth_date == birth_date
+        )
+
+    def linked_parent(self, child_snils: str) -> str | None:
+        self._ask("social_fund")
+        return self.links.get(child_snils)
+
+    # InsurerRegistry
+    def is_insurer(self, code: str) -> bool:
+        self._ask("insurers")
+        return code in self.insurer_codes

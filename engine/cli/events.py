@@ -44,7 +44,7 @@ def ack(
     """Acknowledge delivered notifications by their event_id (twice is harmless)."""
     s = settings(ctx)
     with s.engine() as engine:
-        count = engine.ack_events(event_ids)
+        count = engine.ack_events(event_ids, s.actor)
     if s.json:
         output.emit_json({"acked": count, "event_ids": event_ids})
     else:

@@ -40,6 +40,16 @@ class DeadlineSpec(_Frozen):
     paused_in: tuple[str, ...] = ()
     when: tuple[str, ...] = ()
     """Guards evaluated when the deadline would be armed: it is armed only if all pass."""
+    check: str | None = None
+    """An automatic registry check run when the deadline falls due (see machines.checks).
+
+    Its outcome decides the trigger; while a registry is down, ``trigger`` records the failed
+    attempt and the check is retried after ``backoff_minutes`` doubling each time; after
+    ``attempts`` failures ``on_exhausted`` fires instead.
+    """
+    attempts: int = Field(default=5, ge=1)
+    backoff_minutes: float = Field(default=1.0, gt=0)
+    on_exhausted: str | None = None
     description: str = ""
 
 

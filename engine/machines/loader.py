@@ -15,12 +15,13 @@ from pydantic import ValidationError
 
 from engine.applications import MODEL_NAMES
 from engine.errors import InvalidDefinition, NotFound
+from engine.machines.checks import CHECKS
 from engine.machines.compiled import CompiledDefinition
-from engine.machines.definition import Definition
+from engine.machines.definition import DeadlineSpec, Definition
 from engine.machines.notifications import TEMPLATES
 from engine.machines.registry import GUARDS, VALIDATORS
 
-Check = Callable[[Definition], None]
+StaticCheck = Callable[[Definition], None]
 
 
 class _Problem(Exception):
@@ -60,7 +61,7 @@ def check_names_known(d: Definition) -> None:
             raise _Problem(_known("notification", kind, TEMPLATES))
     for state in d.states.values():
         for spec in state.deadlines:
-            _check_when(spec.name, spec.when)
+            _check_when(spec)
     for tr in d.transitions:
         for g in tr.guards:
             if g not in GUARDS:
@@ -71,16 +72,18 @@ def check_names_known(d: Definition) -> None:
                     _known("validator", v, VALIDATORS) + f" in transition {tr.trigger!r}"
                 )
         for spec in tr.arms:
-            _check_when(spec.name, spec.when)
+            _check_when(spec)
         for kind in tr.notify:
             if kind not in TEMPLATES:
                 raise _Problem(_known("notification", kind, TEMPLATES) + f" in {tr.trigger!r}")
 
 
-def _check_when(name: str, guards: Iterable[str]) -> None:
-    for g in guards:
+def _check_when(spec: DeadlineSpec) -> None:
+    for g in spec.when:
         if g not in GUARDS:
-            raise _Problem(_known("guard", g, GUARDS) + f" in deadline {name!r}")
+            raise _Problem(_known("guard", g, GUARDS) + f" in deadline {spec.name!r}")
+    if spec.check is not None and spec.check not in CHECKS:
+        raise _Problem(_known("check", spec.check, CHECKS) + f" in deadline {spec.name!r}")
 
 
 def check_unique_triggers(d: Definition) -> None:
@@ -134,22 +137,28 @@ def check_deadlines(d: Definition) -> None:
                 raise _Problem(f"duplicate deadline name {spec.name!r}")
             names.add(spec.name)
     for spec, armed_for in d.deadline_specs().values():
+        triggers = [spec.trigger, *([spec.on_exhausted] if spec.on_exhausted else [])]
         for live in d.live_states(spec, armed_for):
             if live in spec.paused_in:
                 continue
-            fired = [tr for tr in d.transitions if tr.trigger == spec.trigger and live in tr.source]
-            if not fired:
-                raise _Problem(
-                    f"deadline {spec.name!r} fires {spec.trigger!r}, which neither leaves nor "
-                    f"stays in state {live!r}",
-                    [live],
-                )
-            if "system" not in fired[0].roles:
-                raise _Problem(
-                    f"deadline {spec.name!r} fires {spec.trigger!r}, which role 'system' may not "
-                    f"fire from {live!r}",
-                    [live],
-                )
+            for trigger in triggers:
+                _check_fires(d, spec.name, trigger, live)
+
+
+def _check_fires(d: Definition, deadline: str, trigger: str, state: str) -> None:
+    fired = [tr for tr in d.transitions if tr.trigger == trigger and state in tr.source]
+    if not fired:
+        raise _Problem(
+            f"deadline {deadline!r} fires {trigger!r}, which neither leaves nor "
+            f"stays in state {state!r}",
+            [state],
+        )
+    if "system" not in fired[0].roles:
+        raise _Problem(
+            f"deadline {deadline!r} fires {trigger!r}, which role 'system' may not "
+            f"fire from {state!r}",
+            [state],
+        )
 
 
 def check_reasons(d: Definition) -> None:
@@ -162,7 +171,7 @@ def check_reasons(d: Definition) -> None:
             raise _Problem(f"transition {tr.trigger!r} requires data but does not accept it")
 
 
-CHECKS: tuple[Check, ...] = (
+STATIC_CHECKS: tuple[StaticCheck, ...] = (
     check_states_known,
     check_names_known,
     check_unique_triggers,
@@ -187,7 +196,7 @@ def parse_definition(text: str, path: str) -> Definition:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise InvalidDefinition(path, f"field {where}: {first['msg']}") from exc
-    for check in CHECKS:
+    for check in STATIC_CHECKS:
         try:
             check(definition)
         except _Problem as problem:

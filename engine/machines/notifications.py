@@ -77,6 +77,11 @@ TEMPLATES: dict[str, Template] = {
         "Заявление № {case_id} ({title}) просрочено: нарушен срок «{deadline}». "
         "Текущий статус — «{label}».",
     ),
+    "check_escalated": Template(
+        "operators",
+        "Заявление № {case_id} ({title}): автоматическая проверка по реестрам не удалась "
+        "после нескольких попыток — требуется ручная проверка оператором.",
+    ),
     "escalated": Template(
         "support",
         "Заявление № {case_id} ({title}) слишком долго в автоматической проверке "

@@ -120,6 +120,17 @@ def reply_not_empty(ctx: StepContext) -> list[FieldError]:
     ]
 
 
+@guard("taken_by_system")
+def taken_by_system(ctx: StepContext) -> bool:
+    """The automatic pipeline took the case: registry checks run; an operator's take skips them."""
+    return ctx.actor_role == "system"
+
+
+@guard("insurer_change")
+def insurer_change(ctx: StepContext) -> bool:
+    return ctx.data.get("reason") == "insurer_change"
+
+
 @guard("damaged_policy")
 def damaged_policy(ctx: StepContext) -> bool:
     """A replacement because the old policy was damaged (its 24-hour electronic SLA applies)."""

@@ -27,6 +27,32 @@ class OtherCase:
 APPROVED_STATES = frozenset({"approved", "issued", "in_production", "ready_for_pickup"})
 
 
+def _parent(data: Mapping[str, Any]) -> Any:
+    applicant = data.get("applicant")
+    own = applicant.get("snils") if isinstance(applicant, Mapping) else None
+    return data.get("parent_snils") or own
+
+
+def _check_link(data: Mapping[str, Any], others: Sequence[OtherCase]) -> None:
+    """A child's policy linked to another parent's account cannot be linked again here."""
+    for other in others:
+        if other.type == "child_link" and other.approved and _parent(other.data) != _parent(data):
+            code = ReasonCode.SNILS_LINKED_ELSEWHERE
+            raise InvalidInput(
+                [
+                    FieldError(
+                        "child.snils",
+                        code.value,
+                        "the child's SNILS is already linked to another parent's account",
+                        "a child whose policy is not linked to another account",
+                    )
+                ],
+                reason=code.value,
+                advice=code.advice,
+                extra={"linked_case_id": other.id},
+            )
+
+
 def check_open(
     type_: str, data: Mapping[str, Any], others: Sequence[OtherCase], today: date
 ) -> None:
@@ -44,6 +70,8 @@ def check_open(
                 ],
                 extra={"open_case_id": other.id},
             )
+    if type_ == "child_link":
+        _check_link(data, others)
     if type_ == "replacement" and data.get("reason") == "insurer_change":
         if data.get("residence_changed"):
             return
