@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from transitions import EventData, Machine
 
@@ -407,9 +407,19 @@ class CompiledDefinition:
 
 
 def zone_of(data: Mapping[str, Any]) -> str:
-    """The case's time zone: the application's ``region_zone``, else Moscow."""
+    """The case's time zone: the application's ``region_zone``, else Moscow.
+
+    Raw input may name no real zone; Moscow then stands in for computing "today", and the
+    validation of ``region_zone`` reports the field.
+    """
     zone = data.get("region_zone")
-    return zone if isinstance(zone, str) and zone else DEFAULT_ZONE
+    if not isinstance(zone, str) or not zone:
+        return DEFAULT_ZONE
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return DEFAULT_ZONE
+    return zone
 
 
 def _context(

@@ -19,7 +19,7 @@ from tests.conftest import START
 
 pytestmark = pytest.mark.pg
 
-CASES = 600  # each arms two timers (decision target and limit): 1,200 due timers
+CASES = 1000  # each arms two timers (decision target and limit): 2,000 due timers
 LATER = START + timedelta(days=10)
 
 WORKER = """
