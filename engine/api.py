@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from engine.applications import subject_key
 from engine.clock import Clock, SystemClock, ensure_utc
@@ -37,10 +38,18 @@ from engine.machines.log import ChainBreak, LogEntry, canonical_json, verify_cha
 from engine.machines.rules import APPROVED_STATES, OtherCase, check_open
 from engine.masking import mask_data
 from engine.stepping import Loaded, Stepper, TimerOutcome
-from engine.store.repository import CaseRecord, DeadlineRecord, OutboxEvent, Store, Tx
+from engine.store.repository import (
+    CaseRecord,
+    DeadlineRecord,
+    OutboxEvent,
+    Store,
+    Tx,
+    is_unique_violation,
+)
 from engine.timers.calendar import ProductionCalendar
 
 DEFAULT_URL = "sqlite:///omsflow.db"
+_T = TypeVar("_T")
 _log = structlog.get_logger("omsflow.engine")
 
 
@@ -258,6 +267,31 @@ class Engine:
         correlation_id: str | None = None,
     ) -> CaseView:
         """Open a case of the latest version of ``type_``; returns it as the actor sees it."""
+        return self._keyed(
+            key, lambda: self._open_case(type_, data, actor, key, comment, correlation_id)
+        )
+
+    def _keyed(self, key: str | None, run: Callable[[], _T]) -> _T:
+        if key is None:
+            return run()
+        try:
+            return run()
+        except (IntegrityError, Conflict) as exc:
+            if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
+                raise
+            # Maybe a concurrent request with the same key committed first: run once more, to
+            # answer with its stored result (or meet the real conflict again).
+            return run()
+
+    def _open_case(
+        self,
+        type_: str,
+        data: Mapping[str, Any],
+        actor: Actor | str,
+        key: str | None,
+        comment: str | None,
+        correlation_id: str | None,
+    ) -> CaseView:
         who = self._actor(actor)
         if not isinstance(data, Mapping):
             raise InvalidInput([_not_object("data")])
@@ -298,6 +332,33 @@ class Engine:
         correlation_id: str | None = None,
     ) -> StepOutcome:
         """Fire ``trigger`` on a case; first fires the case's timers that are already due."""
+        return self._keyed(
+            key,
+            lambda: self._fire(
+                case_id,
+                trigger,
+                actor,
+                reason,
+                comment,
+                data,
+                expected_version,
+                key,
+                correlation_id,
+            ),
+        )
+
+    def _fire(
+        self,
+        case_id: str,
+        trigger: str,
+        actor: Actor | str,
+        reason: str | None,
+        comment: str | None,
+        data: Mapping[str, Any] | None,
+        expected_version: int | None,
+        key: str | None,
+        correlation_id: str | None,
+    ) -> StepOutcome:
         who = self._actor(actor)
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInput([_not_object("data")])

@@ -239,3 +239,44 @@ def test_a_case_finishes_under_the_version_it_was_opened_with(
         assert "withdraw" not in eng.get_case(new_case, PORTAL).allowed_triggers
         eng.fire(old_case, "withdraw", PORTAL)
         assert eng.get_case(old_case).state == "withdrawn"
+
+
+def test_concurrent_requests_with_one_key_step_once_and_agree(eng: Engine) -> None:
+    data = example_application("restore")
+    barrier = threading.Barrier(4)
+    opened: list[str] = []
+    errors: list[BaseException] = []
+
+    def open_once() -> None:
+        barrier.wait()
+        try:
+            opened.append(eng.open_case("restore", data, PORTAL, key="same-key").id)
+        except BaseException as exc:  # any error fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(opened)) == 1
+    assert _counts(eng)["cases"] == 1
+
+    steps: list[int] = []
+
+    def take_once() -> None:
+        barrier.wait()
+        try:
+            steps.append(eng.fire(opened[0], "take", OP, key="take-key").entry.seq)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert steps == [2, 2, 2, 2]
+    assert len(eng.history(opened[0])) == 2
