@@ -103,17 +103,18 @@ def root(
         ),
     ] = None,
     log_level: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--log-level",
             envvar="OMSFLOW_LOG_LEVEL",
             metavar="LEVEL",
-            help="Engine log lines on stderr from this level: DEBUG, INFO, WARNING, ERROR.",
+            help="Engine log lines on stderr from this level: DEBUG, INFO, WARNING, ERROR "
+            "(default WARNING; INFO for the worker).",
         ),
-    ] = "WARNING",
+    ] = None,
 ) -> None:
     """omsflow: open, step and audit OMS policy application cases."""
-    level = log_level.upper()
+    level = (log_level or "WARNING").upper()
     if level not in logs.LEVELS:
         raise typer.BadParameter(
             f"{log_level!r} is not one of {', '.join(logs.LEVELS)}", param_hint="'--log-level'"
@@ -124,6 +125,7 @@ def root(
         json=json_output,
         clock=manual_clock(clock),
         log_level=level,
+        log_level_given=log_level is not None,
     )
     logs.configure(level=level)
 

@@ -33,6 +33,7 @@ class Settings:
     json: bool
     clock: Clock | None
     log_level: str
+    log_level_given: bool = False
 
     def engine(self, *, migrate: bool = True) -> Engine:
         """An Engine on ``--db`` with the ``--clock`` (the system clock when not given)."""

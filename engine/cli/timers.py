@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 from sqlalchemy.engine import make_url
 
+from engine import logs
 from engine.api import Engine, FireReport
 from engine.cli import output
 from engine.cli.context import Settings, parse_instant, settings
@@ -99,6 +100,9 @@ def worker(
                 module = importlib.import_module("engine.timers.worker")
             except ImportError as exc:
                 raise WorkerMissing(str(exc)) from None
+            if not s.log_level_given:
+                # a worker's log is its output: each timer fired and how late it was
+                logs.configure(level="INFO")
             if not s.json:
                 output.console(stderr=True).print(
                     f"timer worker on {make_url(engine.store.url).render_as_string()}, "
