@@ -7,11 +7,12 @@ rows; the transaction commits when the block ends and rolls back on any exceptio
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
 
@@ -35,6 +36,7 @@ from engine.store.schema import (
 )
 
 OPEN_DEADLINE = ("armed", "paused")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,83 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# The hot path's statements are built once, with bind parameters, at import. A statement
+# built per call (``.where(...).values(...)``) costs SQLAlchemy 100-450 us of Python to
+# construct and to derive its cache key on every step; a prebuilt one goes straight to the
+# compiled cache. See docs/BENCHMARKS.md.
+_GET_CASE = sa.select(cases).where(cases.c.id == sa.bindparam("b_id"))
+_GET_CASE_LOCKED = _GET_CASE.with_for_update()
+_INSERT_CASE = cases.insert()
+_UPDATE_CASE = (
+    cases.update()
+    .where(cases.c.id == sa.bindparam("b_id"), cases.c.version == sa.bindparam("b_version"))
+    .values(
+        {
+            c: sa.bindparam(c)
+            for c in (
+                "state",
+                "version",
+                "is_open",
+                "overdue",
+                "flags",
+                "data",
+                "last_hash",
+                "updated_at",
+            )
+        }
+    )
+)
+_CASE_VERSION = sa.select(cases.c.version).where(cases.c.id == sa.bindparam("b_id"))
+_INSERT_LOG = transition_log.insert()
+_OPEN_DEADLINES = (
+    sa.select(deadlines)
+    .where(deadlines.c.case_id == sa.bindparam("b_case"), deadlines.c.status.in_(OPEN_DEADLINE))
+    .order_by(deadlines.c.due_at, deadlines.c.id)
+)
+# RETURNING the new ids lets the transaction know its deadlines without reading them back.
+_INSERT_DEADLINES = deadlines.insert().returning(deadlines.c.id, sort_by_parameter_order=True)
+_OPEN_DEADLINES_OF = (
+    sa.select(deadlines)
+    .where(
+        deadlines.c.case_id.in_(sa.bindparam("b_cases", expanding=True)),
+        deadlines.c.status.in_(OPEN_DEADLINE),
+    )
+    .order_by(deadlines.c.due_at, deadlines.c.id)
+)
+_CLOSE_DEADLINES = (
+    deadlines.update()
+    .where(
+        deadlines.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+        deadlines.c.status.in_(OPEN_DEADLINE),
+    )
+    .values(
+        status=sa.bindparam("status"),
+        closed_seq=sa.bindparam("closed_seq"),
+        closed_at=sa.bindparam("closed_at"),
+    )
+)
+_PAUSE_DEADLINE = (
+    deadlines.update()
+    .where(deadlines.c.id == sa.bindparam("b_id"))
+    .values(status="paused", due_at=None, remaining_seconds=sa.bindparam("remaining_seconds"))
+)
+_RESUME_DEADLINE = (
+    deadlines.update()
+    .where(deadlines.c.id == sa.bindparam("b_id"))
+    .values(status="armed", due_at=sa.bindparam("due_at"), resumed_at=sa.bindparam("resumed_at"))
+)
+_DUE = (
+    sa.select(deadlines)
+    .where(deadlines.c.status == "armed", deadlines.c.due_at <= sa.bindparam("b_until"))
+    .order_by(deadlines.c.due_at, deadlines.c.id)
+    .limit(sa.bindparam("b_limit"))
+)
+_DUE_OF_CASE = _DUE.where(deadlines.c.case_id == sa.bindparam("b_case"))
+_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=deadlines)
+_INSERT_OUTBOX = outbox.insert()
+_DEADLINE_FIELDS = tuple(DeadlineRecord.__dataclass_fields__)
+
+
 def _case(row: sa.Row[Any]) -> CaseRecord:
     m = row._mapping
     return CaseRecord(
@@ -130,7 +209,10 @@ def _case(row: sa.Row[Any]) -> CaseRecord:
 
 
 def _deadline(row: sa.Row[Any]) -> DeadlineRecord:
-    return DeadlineRecord(**{c.name: row._mapping[c.name] for c in deadlines.columns})
+    # Positional when the row is the table's columns in the record's order (every query here).
+    if row._fields == _DEADLINE_FIELDS:
+        return DeadlineRecord(*row)  # type: ignore[call-arg]
+    return DeadlineRecord(**{name: row._mapping[name] for name in _DEADLINE_FIELDS})
 
 
 def _entry(row: sa.Row[Any]) -> LogEntry:
@@ -154,26 +236,111 @@ def _entry(row: sa.Row[Any]) -> LogEntry:
     )
 
 
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _as_stored(value: Any) -> Any:
+    # What a JSON column gives back: a value as it reads after the round trip (tuples become
+    # lists, keys become strings), so a remembered row equals the row a SELECT would return.
+    return json.loads(json.dumps(value))
+
+
 class Tx:
-    """One open transaction; every method is one or a few SQL statements."""
+    """One open transaction; every method is one or a few SQL statements.
+
+    The transaction remembers the cases and open deadlines it has read or written (an
+    identity map), so that a step reads a case once: the load before the step, the timer
+    catch-up and the view after it are served from memory. It is safe because a writing
+    transaction holds the case (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the step's
+    version-checked UPDATE locks the row), and every write here updates what it remembers.
+    Each remembered value is tagged with the innermost transaction or savepoint that last
+    wrote it and is forgotten once that one has ended: a savepoint rolled back (one failed
+    timer among a batch) never leaves a stale case behind.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
+        self._cases: dict[str, tuple[Any, CaseRecord]] = {}
+        self._open: dict[str, tuple[Any, list[DeadlineRecord]]] = {}
+        # PostgreSQL sorts NULL last, SQLite first: the remembered lists sort as a query would.
+        nulls_first = self.dialect != "postgresql"
+        self._order: Callable[[DeadlineRecord], tuple[Any, ...]] = lambda d: (
+            (d.due_at is not None) if nulls_first else (d.due_at is None),
+            d.due_at or _EPOCH,
+            d.id,
+        )
+
+    # ---- the identity map ------------------------------------------------------------------
+
+    def _scope(self) -> Any:
+        return self.conn.get_nested_transaction() or self.conn.get_transaction()
+
+    def _recall_case(self, case_id: str) -> CaseRecord | None:
+        hit = self._cases.get(case_id)
+        if hit is None or not hit[0].is_active:
+            return None
+        return hit[1]
+
+    def _recall_open(self, case_id: str) -> list[DeadlineRecord] | None:
+        hit = self._open.get(case_id)
+        if hit is None or not hit[0].is_active:
+            return None
+        return hit[1]
+
+    def _remember_case(self, record: CaseRecord) -> None:
+        scope = self._scope()
+        if scope is not None:
+            self._cases[record.id] = (scope, record)
+
+    def _remember_open(self, case_id: str, rows: list[DeadlineRecord]) -> None:
+        rows.sort(key=self._order)
+        scope = self._scope()
+        if scope is not None:
+            self._open[case_id] = (scope, rows)
+
+    def _edit_open(self, ids: Sequence[int], edit: Callable[[DeadlineRecord], Any]) -> None:
+        """Apply ``edit`` to remembered open deadlines with these ids (None: now closed)."""
+        wanted = set(ids)
+        for case_id, (_scope, rows) in list(self._open.items()):
+            if self._recall_open(case_id) is None:
+                continue
+            if any(d.id in wanted for d in rows):
+                kept = [edit(d) if d.id in wanted else d for d in rows]
+                self._remember_open(case_id, [d for d in kept if d is not None])
 
     # ---- cases ---------------------------------------------------------------------------
 
     def get_case(self, case_id: str, *, lock: bool = False) -> CaseRecord | None:
-        query = sa.select(cases).where(cases.c.id == case_id)
-        if lock and self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = self.conn.execute(query).first()
-        return _case(row) if row else None
+        locking = lock and self.dialect == "postgresql"
+        if not locking:
+            known = self._recall_case(case_id)
+            if known is not None:
+                return known
+        row = self.conn.execute(
+            _GET_CASE_LOCKED if locking else _GET_CASE, {"b_id": case_id}
+        ).first()
+        if row is None:
+            return None
+        record = _case(row)
+        self._remember_case(record)
+        return record
 
     def insert_case(self, record: CaseRecord) -> None:
         values = {f: getattr(record, f) for f in CaseRecord.__dataclass_fields__}
         values["flags"] = sorted(record.flags)
-        self.conn.execute(cases.insert().values(**values))
+        self.conn.execute(_INSERT_CASE, values)
+        self._remember_case(
+            replace(
+                record,
+                flags=frozenset(values["flags"]),
+                data=_as_stored(record.data),
+                created_at=_utc(record.created_at),
+                updated_at=_utc(record.updated_at),
+            )
+        )
+        self._remember_open(record.id, [])
 
     def update_case(
         self,
@@ -191,24 +358,38 @@ class Tx:
         """The optimistic-lock write: succeeds only if nobody stepped the case meanwhile."""
         flag_list = sorted(flags)
         result = self.conn.execute(
-            cases.update()
-            .where(cases.c.id == case_id, cases.c.version == expected_version)
-            .values(
-                state=state,
-                version=version,
-                is_open=is_open,
-                overdue="overdue" in flag_list,
-                flags=flag_list,
-                data=data,
-                last_hash=last_hash,
-                updated_at=updated_at,
-            )
+            _UPDATE_CASE,
+            {
+                "b_id": case_id,
+                "b_version": expected_version,
+                "state": state,
+                "version": version,
+                "is_open": is_open,
+                "overdue": "overdue" in flag_list,
+                "flags": flag_list,
+                "data": data,
+                "last_hash": last_hash,
+                "updated_at": updated_at,
+            },
         )
         if result.rowcount != 1:
-            current = self.conn.execute(
-                sa.select(cases.c.version).where(cases.c.id == case_id)
-            ).scalar()
+            current = self.conn.execute(_CASE_VERSION, {"b_id": case_id}).scalar()
             raise Conflict(case_id, expected_version, current)
+        known = self._recall_case(case_id)
+        if known is not None:
+            self._remember_case(
+                replace(
+                    known,
+                    state=state,
+                    version=version,
+                    is_open=is_open,
+                    overdue="overdue" in flag_list,
+                    flags=frozenset(flag_list),
+                    data=_as_stored(data),
+                    last_hash=last_hash,
+                    updated_at=_utc(updated_at),
+                )
+            )
 
     def list_cases(
         self,
@@ -228,35 +409,53 @@ class Tx:
             query = query.where(cases.c.overdue == overdue)
         if is_open is not None:
             query = query.where(cases.c.is_open == is_open)
-        return [_case(r) for r in self.conn.execute(query.limit(limit))]
+        records = [_case(r) for r in self.conn.execute(query.limit(limit))]
+        # A listing is shown case by case: fetch the open deadlines of all of them at once.
+        self._prefetch(records)
+        return records
 
     def cases_of_subject(self, subject_key: str, type_: str | None = None) -> list[CaseRecord]:
         query = sa.select(cases).where(cases.c.subject_key == subject_key)
         if type_:
             query = query.where(cases.c.type == type_)
-        return [_case(r) for r in self.conn.execute(query.order_by(cases.c.created_at))]
+        records = [_case(r) for r in self.conn.execute(query.order_by(cases.c.created_at))]
+        for record in records:
+            self._remember_case(record)
+        return records
+
+    def _prefetch(self, records: Sequence[CaseRecord]) -> None:
+        if not records:
+            return
+        found: dict[str, list[DeadlineRecord]] = {r.id: [] for r in records}
+        for row in self.conn.execute(_OPEN_DEADLINES_OF, {"b_cases": list(found)}):
+            d = _deadline(row)
+            found[d.case_id].append(d)
+        for record in records:
+            self._remember_case(record)
+            self._remember_open(record.id, found[record.id])
 
     # ---- the transition log --------------------------------------------------------------
 
     def append_log(self, entry: LogEntry) -> None:
         self.conn.execute(
-            transition_log.insert().values(
-                case_id=entry.case_id,
-                seq=entry.seq,
-                trigger=entry.trigger,
-                from_state=entry.from_state,
-                to_state=entry.to_state,
-                actor=entry.actor,
-                reason=entry.reason,
-                comment=entry.comment,
-                changes=dict(entry.changes),
-                meta=dict(entry.meta),
-                correlation_id=entry.correlation_id,
-                at=entry.at,
-                recorded_at=entry.recorded_at,
-                prev_hash=entry.prev_hash,
-                hash=entry.hash,
-            )
+            _INSERT_LOG,
+            {
+                "case_id": entry.case_id,
+                "seq": entry.seq,
+                "trigger": entry.trigger,
+                "from_state": entry.from_state,
+                "to_state": entry.to_state,
+                "actor": entry.actor,
+                "reason": entry.reason,
+                "comment": entry.comment,
+                "changes": dict(entry.changes),
+                "meta": dict(entry.meta),
+                "correlation_id": entry.correlation_id,
+                "at": entry.at,
+                "recorded_at": entry.recorded_at,
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            },
         )
 
     def history(self, case_id: str) -> list[LogEntry]:
@@ -333,59 +532,85 @@ class Tx:
     # ---- deadlines -----------------------------------------------------------------------
 
     def open_deadlines(self, case_id: str) -> list[DeadlineRecord]:
-        query = (
-            sa.select(deadlines)
-            .where(deadlines.c.case_id == case_id, deadlines.c.status.in_(OPEN_DEADLINE))
-            .order_by(deadlines.c.due_at, deadlines.c.id)
-        )
-        return [_deadline(r) for r in self.conn.execute(query)]
+        known = self._recall_open(case_id)
+        if known is None:
+            known = [_deadline(r) for r in self.conn.execute(_OPEN_DEADLINES, {"b_case": case_id})]
+            self._remember_open(case_id, known)
+        return list(known)
 
     def insert_deadlines(self, case_id: str, seq: int, rows: Sequence[NewDeadline]) -> None:
         if not rows:
             return
-        self.conn.execute(
-            deadlines.insert(),
-            [
-                {
-                    "case_id": case_id,
-                    "name": d.name,
-                    "trigger": d.trigger,
-                    "amount": d.amount,
-                    "unit": d.unit,
-                    "zone": d.zone,
-                    "status": "armed",
-                    "event_at": d.event_at,
-                    "due_at": d.due_at,
-                    "armed_seq": seq,
-                    "calendar": d.calendar,
-                }
-                for d in rows
-            ],
-        )
+        values = [
+            {
+                "case_id": case_id,
+                "name": d.name,
+                "trigger": d.trigger,
+                "amount": d.amount,
+                "unit": d.unit,
+                "zone": d.zone,
+                "status": "armed",
+                "event_at": d.event_at,
+                "due_at": d.due_at,
+                "armed_seq": seq,
+                "calendar": d.calendar,
+            }
+            for d in rows
+        ]
+        ids = [r[0] for r in self.conn.execute(_INSERT_DEADLINES, values)]
+        known = self._recall_open(case_id)
+        if known is None:
+            return
+        fresh = [
+            DeadlineRecord(
+                id=new_id,
+                case_id=case_id,
+                name=d.name,
+                trigger=d.trigger,
+                amount=d.amount,
+                unit=d.unit,
+                zone=d.zone,
+                status="armed",
+                event_at=_utc(d.event_at),
+                due_at=_utc(d.due_at),
+                remaining_seconds=None,
+                resumed_at=None,
+                armed_seq=seq,
+                closed_seq=None,
+                closed_at=None,
+                calendar=d.calendar,
+            )
+            for new_id, d in zip(ids, rows, strict=True)
+        ]
+        self._remember_open(case_id, [*known, *fresh])
 
     def close_deadlines(self, ids: Sequence[int], status: str, seq: int, at: datetime) -> int:
         """Mark open deadlines fired, cancelled or stale; returns how many were still open."""
         if not ids:
             return 0
         result = self.conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id.in_(ids), deadlines.c.status.in_(OPEN_DEADLINE))
-            .values(status=status, closed_seq=seq, closed_at=at)
+            _CLOSE_DEADLINES,
+            {"b_ids": list(ids), "status": status, "closed_seq": seq, "closed_at": at},
         )
+        self._edit_open(ids, lambda _d: None)
         return result.rowcount
 
     def pause_deadline(self, deadline_id: int, remaining_seconds: float) -> None:
         self.conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id == deadline_id)
-            .values(status="paused", due_at=None, remaining_seconds=remaining_seconds)
+            _PAUSE_DEADLINE, {"b_id": deadline_id, "remaining_seconds": remaining_seconds}
+        )
+        self._edit_open(
+            [deadline_id],
+            lambda d: replace(d, status="paused", due_at=None, remaining_seconds=remaining_seconds),
         )
 
     def resume_deadline(self, deadline_id: int, due_at: datetime, resumed_at: datetime) -> None:
         self.conn.execute(
-            deadlines.update()
-            .where(deadlines.c.id == deadline_id)
-            .values(status="armed", due_at=due_at, resumed_at=resumed_at)
+            _RESUME_DEADLINE, {"b_id": deadline_id, "due_at": due_at, "resumed_at": resumed_at}
+        )
+        self._edit_open(
+            [deadline_id],
+            lambda d: replace(d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)),
         )
 
     def move_deadline(self, deadline_id: int, due_at: datetime, calendar: str) -> int:
@@ -395,6 +620,10 @@ class Tx:
             .where(deadlines.c.id == deadline_id, deadlines.c.status == "armed")
             .values(due_at=due_at, calendar=calendar)
         )
+        if result.rowcount:
+            self._edit_open(
+                [deadline_id], lambda d: replace(d, due_at=_utc(due_at), calendar=calendar)
+            )
         return result.rowcount
 
     def due_deadlines(
@@ -410,17 +639,23 @@ class Tx:
         With ``skip_locked`` on PostgreSQL the rows are locked for this transaction and rows
         another worker holds are passed over, so two workers never take the same timer.
         """
-        query = (
-            sa.select(deadlines)
-            .where(deadlines.c.status == "armed", deadlines.c.due_at <= until)
-            .order_by(deadlines.c.due_at, deadlines.c.id)
-            .limit(limit)
-        )
+        if case_id is not None and not skip_locked:
+            known = self._recall_open(case_id)
+            if known is not None:
+                due = [d for d in known if d.status == "armed" and d.due_at and d.due_at <= until]
+                due.sort(key=lambda d: (d.due_at, d.id))
+                return due[:limit]
+        params: dict[str, Any] = {"b_until": until, "b_limit": limit}
         if case_id is not None:
-            query = query.where(deadlines.c.case_id == case_id)
-        if skip_locked and self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=deadlines)
-        return [_deadline(r) for r in self.conn.execute(query)]
+            query = _DUE_OF_CASE
+            params["b_case"] = case_id
+            if skip_locked and self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True, of=deadlines)
+        elif skip_locked and self.dialect == "postgresql":
+            query = _DUE_SKIP_LOCKED
+        else:
+            query = _DUE
+        return [_deadline(r) for r in self.conn.execute(query, params)]
 
     def next_due(self) -> datetime | None:
         query = (
@@ -464,7 +699,7 @@ class Tx:
         if not items:
             return
         self.conn.execute(
-            outbox.insert(),
+            _INSERT_OUTBOX,
             [
                 {
                     "event_id": str(uuid.uuid4()),

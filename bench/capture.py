@@ -1,0 +1,132 @@
+"""The limit: record the exact SQL an engine phase issues, replay it through the bare driver.
+
+A ``Recorder`` listens on the engine's SQLAlchemy ``Engine`` (``before_cursor_execute``,
+``commit``, ``rollback``) and keeps every statement with the parameters the driver received,
+already bound (JSON as text, SQLite datetimes as text, PostgreSQL datetimes as objects), and
+the transaction boundaries. ``replay_*`` runs the same events through ``sqlite3`` or
+``psycopg`` on an identical copy of the database, at the same durability settings: what is
+left is the database's own cost, with no engine on top.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+# ("x", statement, parameters, executemany) | ("c",) | ("r",)
+Event = tuple[Any, ...]
+
+
+@dataclass
+class Recorder:
+    """Collects the events of one SQLAlchemy engine while ``on`` is set."""
+
+    engine: sa.engine.Engine
+    on: bool = False
+    events: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        sa.event.listen(self.engine, "before_cursor_execute", self._execute)
+        sa.event.listen(self.engine, "commit", self._commit)
+        sa.event.listen(self.engine, "rollback", self._rollback)
+
+    def _execute(
+        self,
+        _conn: Any,
+        _cursor: Any,
+        statement: str,
+        parameters: Any,
+        _context: Any,
+        executemany: bool,
+    ) -> None:
+        if self.on:
+            self.events.append(("x", statement, parameters, executemany))
+
+    def _commit(self, _conn: Any) -> None:
+        if self.on:
+            self.events.append(("c",))
+
+    def _rollback(self, _conn: Any) -> None:
+        if self.on:
+            self.events.append(("r",))
+
+    def take(self) -> list[Event]:
+        """The events since the last take."""
+        out, self.events = self.events, []
+        return out
+
+
+def statements(events: Sequence[Event]) -> int:
+    return sum(1 for e in events if e[0] == "x")
+
+
+def _many(event: Event) -> bool:
+    # SQLAlchemy reports executemany=True for the row-by-row INSERT ... RETURNING it runs to
+    # keep parameter order (insertmanyvalues); those reach the driver as single executes.
+    params = event[2]
+    return (
+        bool(event[3]) and isinstance(params, list) and isinstance(params[0], tuple | list | dict)
+    )
+
+
+def _drain(cursor: Any) -> None:
+    # A SELECT's rows are part of its cost: fetch them as the engine does.
+    if cursor.description is not None:
+        cursor.fetchall()
+
+
+def sqlite_connect(path: str, synchronous: str) -> sqlite3.Connection:
+    """A bare connection with exactly the engine's pragmas (omsflow Store._sqlite_connect)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def replay_sqlite(conn: sqlite3.Connection, events: Sequence[Event]) -> float:
+    """Replay through ``sqlite3``; returns the seconds it took."""
+    cursor = conn.cursor()
+    execute, executemany = cursor.execute, cursor.executemany
+    start = time.perf_counter()
+    for event in events:
+        kind = event[0]
+        if kind == "x":
+            if _many(event):
+                executemany(event[1], event[2])
+            else:
+                execute(event[1], event[2])
+                _drain(cursor)
+        elif kind == "c":
+            conn.commit()
+        else:
+            conn.rollback()
+    return time.perf_counter() - start
+
+
+def replay_psycopg(conn: Any, events: Sequence[Event]) -> float:
+    """Replay through ``psycopg`` (a non-autocommit connection, as SQLAlchemy uses it)."""
+    cursor = conn.cursor()
+    start = time.perf_counter()
+    for event in events:
+        kind = event[0]
+        if kind == "x":
+            if _many(event):
+                cursor.executemany(event[1], event[2])
+            else:
+                cursor.execute(event[1], event[2])
+                _drain(cursor)
+        elif kind == "c":
+            conn.commit()
+        else:
+            conn.rollback()
+    return time.perf_counter() - start
+
+
+Replayer = Callable[[Sequence[Event]], float]

@@ -1,0 +1,384 @@
+"""The workloads, each timed on the engine and then replayed on the bare driver.
+
+One ``run_one`` call benchmarks one (backend, durability, size): it clones the filler into an
+engine database and a limit database, runs every phase on the engine while a ``Recorder``
+keeps its SQL, then replays each phase's SQL on the limit database in the same order (so the
+two databases stay identical) and reports engine rate, limit rate and their ratio.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+import structlog
+
+from bench import data
+from bench.capture import Event, Recorder, replay_psycopg, replay_sqlite, sqlite_connect, statements
+from engine.api import Engine
+from engine.testing import ManualClock, person
+
+START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # a Monday, 10:00 in Moscow
+TIMERS_DUE = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
+TIMERS_RUN = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+DUE_PREFIX, PROBE_PREFIX = 0xD0E, 0x9B0
+LIFECYCLE: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("take", "operator:bench", {}),
+    ("request_info", "operator:bench", {"comment": "Уточните адрес регистрации"}),
+    ("reply", "portal:web", {"comment": "Адрес указан верно"}),
+    ("approve", "operator:bench", {}),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much work each phase does."""
+
+    cases: int  # opened, then stepped through the lifecycle (4 steps each)
+    timers: int  # due at once for the timer phase
+    reads: int  # get_case and list_cases calls
+    audit: int  # log entries streamed
+    proc_cases: int  # cases per process in the PostgreSQL process-scaling phase
+    probe: bool  # run the worker probe (peak RSS, first timer)
+
+
+SMOKE = Plan(cases=12, timers=30, reads=10, audit=300, proc_cases=6, probe=True)
+FULL = Plan(cases=1000, timers=100_000, reads=500, audit=100_000, proc_cases=500, probe=True)
+
+
+@dataclass
+class Phase:
+    name: str
+    ops: int
+    engine_s: float
+    events: list[Event] = field(repr=False)
+    procs: int = 1
+    due_before: int = 0  # due-timer cases added to both databases before this phase
+    limit_s: float = 0.0
+    per_proc: list[list[Event]] = field(default_factory=list, repr=False)
+    per_proc_setup: list[list[Event]] = field(default_factory=list, repr=False)
+
+    def result(self) -> dict[str, Any]:
+        engine_rate = self.ops / self.engine_s
+        limit_rate = self.ops / self.limit_s if self.limit_s else 0.0
+        stmts = statements(self.events) + sum(statements(e) for e in self.per_proc)
+        return {
+            "ops": self.ops,
+            "procs": self.procs,
+            "engine_s": round(self.engine_s, 4),
+            "limit_s": round(self.limit_s, 4),
+            "engine_per_s": round(engine_rate, 1),
+            "limit_per_s": round(limit_rate, 1),
+            "ratio": round(engine_rate / limit_rate, 3) if limit_rate else None,
+            "engine_us_per_op": round(1e6 * self.engine_s / self.ops, 1),
+            "limit_us_per_op": round(1e6 * self.limit_s / self.ops, 1),
+            "statements_per_op": round(stmts / self.ops, 3),
+        }
+
+
+def quiet_logs() -> None:
+    """The host decides logging (DESIGN.md); the benchmark's host keeps warnings only."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def _engine(url: str, clock: ManualClock, sync: str) -> Engine:
+    return Engine(url, clock=clock, synchronous=sync, migrate=False)
+
+
+def _timed(rec: Recorder, name: str, ops: int, fn: Callable[[], object]) -> Phase:
+    rec.take()
+    rec.on = True
+    start = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - start
+    rec.on = False
+    return Phase(name, ops, elapsed, rec.take())
+
+
+def _open(engine: Engine, first: int, n: int) -> list[str]:
+    return [
+        engine.open_case("restore", person("restore", first + i), "portal:web").id for i in range(n)
+    ]
+
+
+def _lifecycle(engine: Engine, ids: Sequence[str]) -> None:
+    for trigger, actor, kwargs in LIFECYCLE:
+        for cid in ids:
+            engine.fire(cid, trigger, actor, **kwargs)
+
+
+def _reads(engine: Engine, ids: Sequence[str], n: int) -> None:
+    for i in range(n):
+        engine.get_case(ids[i % len(ids)])
+
+
+def _lists(engine: Engine, n: int) -> None:
+    for _ in range(n):
+        engine.list_cases(overdue=True, limit=50)
+
+
+def _audit(engine: Engine, n: int) -> int:
+    seen = 0
+    for _entry in engine.audit_log():
+        seen += 1
+        if seen >= n:
+            break
+    return seen
+
+
+def run_one(
+    backend: str,
+    sync: str,
+    size: int,
+    plan: Plan,
+    *,
+    pg_url: str,
+    smoke: bool,
+    say: Callable[[str], None],
+    root: Path = data.OUT,
+) -> dict[str, Any]:
+    quiet_logs()
+    say(f"{backend} {sync} size={size}: preparing databases")
+    build = time.perf_counter()
+    pair = (
+        data.sqlite_pair(size, smoke=smoke, root=root)
+        if backend == "sqlite"
+        else data.pg_pair(pg_url, size, smoke=smoke)
+    )
+    prepared_s = time.perf_counter() - build
+    try:
+        return _run_pair(pair, backend, sync, size, plan, prepared_s, say)
+    finally:
+        data.drop_pair(pair)
+
+
+def _run_pair(
+    pair: data.Pair,
+    backend: str,
+    sync: str,
+    size: int,
+    plan: Plan,
+    prepared_s: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    clock = ManualClock(START)
+    engine = _engine(pair.engine_url, clock, sync)
+    rec = Recorder(engine.store.engine)
+    phases: list[Phase] = []
+    base = 10 * size + 1_000_000
+    say(f"  open {plan.cases} cases")
+    ids: list[str] = []
+    phases.append(
+        _timed(rec, "open", plan.cases, lambda: ids.extend(_open(engine, base, plan.cases)))
+    )
+    say(f"  {4 * plan.cases} lifecycle steps")
+    phases.append(_timed(rec, "steps", 4 * plan.cases, lambda: _lifecycle(engine, ids)))
+
+    say(f"  {plan.timers} due timers")
+    data_fill = time.perf_counter()
+    _fill_due(pair.backend, pair.engine_url, plan.timers)
+    fill_s = time.perf_counter() - data_fill
+    clock.set(TIMERS_RUN)
+    report: list[Any] = []
+    phases.append(
+        _timed(rec, "timers", plan.timers, lambda: report.append(engine.fire_due_timers()))
+    )
+    phases[-1].due_before = plan.timers
+    fired = report[0].fired
+    if fired != plan.timers:
+        raise RuntimeError(
+            f"expected {plan.timers} timers to fire, {fired} did ({report[0].failed} failed)"
+        )
+
+    say("  reads")
+    sample = ids + [
+        data.case_id(0xF111, i) for i in random.Random(7).sample(range(size), min(size, plan.reads))
+    ]
+    phases.append(_timed(rec, "get_case", plan.reads, lambda: _reads(engine, sample, plan.reads)))
+    phases.append(_timed(rec, "list_overdue", plan.reads, lambda: _lists(engine, plan.reads)))
+    streamed: list[int] = []
+    phases.append(
+        _timed(rec, "audit_stream", plan.audit, lambda: streamed.append(_audit(engine, plan.audit)))
+    )
+    phases[-1].ops = streamed[0]
+    engine.close()
+
+    if backend == "postgresql":
+        for procs in (1, 2, 4):
+            say(f"  steps with {procs} processes")
+            phases.append(
+                _processes(pair.engine_url, sync, procs, plan.proc_cases, base + 100_000 * procs)
+            )
+
+    say("  replaying on the bare driver")
+    _replay(pair, backend, sync, phases)
+    out: dict[str, Any] = {
+        "backend": backend,
+        "sync": sync if backend == "sqlite" else "synchronous_commit=on",
+        "size": size,
+        "prepare_s": round(prepared_s + fill_s, 1),
+        "workloads": {p.name: p.result() for p in phases},
+    }
+    if plan.probe:
+        say("  worker probe")
+        out["worker"] = probe_worker(pair.engine_url, backend)
+    return out
+
+
+def _fill_due(backend: str, url: str, n: int, prefix: int = DUE_PREFIX) -> None:
+    """Pending restore cases whose decision target falls due at TIMERS_DUE (setup, untimed)."""
+    if backend == "sqlite":
+        data.fill_sqlite(data.sqlite_path(url), prefix, 0, n, due=TIMERS_DUE)
+    else:
+        data.fill_pg(data.conninfo(url), prefix, 0, n, due=TIMERS_DUE)
+
+
+def _replay(pair: data.Pair, backend: str, sync: str, phases: list[Phase]) -> None:
+    for phase in phases:
+        if phase.due_before:
+            _fill_due(backend, pair.limit_url, phase.due_before)
+        if phase.per_proc:
+            phase.limit_s = _replay_processes(pair.limit_url, phase.per_proc_setup, phase.per_proc)
+        elif backend == "sqlite":
+            conn = data.sqlite_path(pair.limit_url)
+            lite = sqlite_connect(conn, sync)
+            phase.limit_s = replay_sqlite(lite, phase.events)
+            lite.close()
+        else:
+            with psycopg.connect(data.conninfo(pair.limit_url)) as pg:
+                phase.limit_s = replay_psycopg(pg, phase.events)
+
+
+# ---- PostgreSQL: the same steps from several processes ---------------------------------
+
+
+def _proc_engine(url: str, sync: str, first: int, n: int, barrier: Any, queue: Any) -> None:
+    quiet_logs()
+    clock = ManualClock(START + timedelta(days=30))
+    engine = _engine(url, clock, sync)
+    rec = Recorder(engine.store.engine, on=True)
+    ids = _open(engine, first, n)  # setup, not timed: only the lifecycle steps are
+    rec.on = False
+    opened = rec.take()
+    barrier.wait()
+    rec.on = True
+    start = time.perf_counter()
+    _lifecycle(engine, ids)
+    end = time.perf_counter()
+    rec.on = False
+    engine.close()
+    queue.put((start, end, opened, rec.take()))
+
+
+def _processes(url: str, sync: str, procs: int, n: int, first: int) -> Phase:
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(procs), ctx.Queue()
+    workers = [
+        ctx.Process(target=_proc_engine, args=(url, sync, first + 10_000 * k, n, barrier, queue))
+        for k in range(procs)
+    ]
+    for w in workers:
+        w.start()
+    got = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    start, end = min(g[0] for g in got), max(g[1] for g in got)
+    phase = Phase(f"steps_{procs}p", 4 * n * procs, end - start, [], procs=procs)
+    phase.per_proc = [g[3] for g in got]
+    phase.per_proc_setup = [g[2] for g in got]
+    return phase
+
+
+def _proc_replay(
+    conninfo: str, setup: list[Event], events: list[Event], barrier: Any, queue: Any
+) -> None:
+    with psycopg.connect(conninfo) as conn:
+        replay_psycopg(conn, setup)
+        barrier.wait()
+        start = time.perf_counter()
+        replay_psycopg(conn, events)
+        queue.put((start, time.perf_counter()))
+
+
+def _replay_processes(url: str, setup: list[list[Event]], per_proc: list[list[Event]]) -> float:
+    # The engine processes' opens were not timed, and neither are they here: only the steps.
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(len(per_proc)), ctx.Queue()
+    workers = [
+        ctx.Process(target=_proc_replay, args=(data.conninfo(url), su, ev, barrier, queue))
+        for su, ev in zip(setup, per_proc, strict=True)
+    ]
+    for w in workers:
+        w.start()
+    got = [queue.get() for _ in workers]
+    for w in workers:
+        w.join()
+    return float(max(g[1] for g in got) - min(g[0] for g in got))
+
+
+# ---- the timer worker: peak memory and first timer with many pending ------------------------
+
+
+def probe_worker(url: str, backend: str, due: int = 20) -> dict[str, Any]:
+    """Start ``omsflow``'s worker in a fresh process on ``url`` and watch it from outside."""
+    _fill_due(backend, url, due, PROBE_PREFIX)
+    db = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    probe_ids = [data.case_id(PROBE_PREFIX, i) for i in range(due)]
+    count = sa.text(
+        "SELECT count(*) FROM deadlines WHERE status = 'fired' AND case_id IN :ids"
+    ).bindparams(sa.bindparam("ids", expanding=True))
+    with db.connect() as conn:
+        pending = conn.execute(
+            sa.text("SELECT count(*) FROM deadlines WHERE status = 'armed'")
+        ).scalar()
+    run_at = TIMERS_RUN + timedelta(days=60)
+    start = time.perf_counter()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bench.probe", url, run_at.isoformat()],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    first = None
+    try:
+        while time.perf_counter() - start < 120:
+            with db.connect() as conn:
+                fired = conn.execute(count, {"ids": probe_ids}).scalar() or 0
+            if fired and first is None:
+                first = time.perf_counter() - start
+            if fired >= due:
+                break
+            time.sleep(0.01)
+        time.sleep(0.5)
+        peak_kb = _peak_rss_kb(child.pid)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        db.dispose()
+    return {
+        "pending_timers": pending,
+        "first_timer_s": round(first, 3) if first is not None else None,
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+    }
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
