@@ -276,8 +276,12 @@ class Engine:
             return run()
         try:
             return run()
-        except (IntegrityError, Conflict) as exc:
+        except (IntegrityError, Conflict, InvalidInput) as exc:
             if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
+                raise
+            if isinstance(exc, InvalidInput) and not any(
+                e.rule == "duplicate_open_case" for e in exc.errors
+            ):
                 raise
             # Maybe a concurrent request with the same key committed first: run once more, to
             # answer with its stored result (or meet the real conflict again).
@@ -363,17 +367,21 @@ class Engine:
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInput([_not_object("data")])
         now = self.now()
-        fingerprint = _request_hash(
-            {
-                "op": "fire",
-                "case_id": case_id,
-                "trigger": trigger,
-                "actor": str(who),
-                "reason": reason,
-                "comment": comment,
-                "data": dict(data or {}),
-                "expected_version": expected_version,
-            }
+        fingerprint = (
+            _request_hash(
+                {
+                    "op": "fire",
+                    "case_id": case_id,
+                    "trigger": trigger,
+                    "actor": str(who),
+                    "reason": reason,
+                    "comment": comment,
+                    "data": dict(data or {}),
+                    "expected_version": expected_version,
+                }
+            )
+            if key is not None
+            else ""
         )
         error: EngineError | None = None
         with self.store.write() as tx:

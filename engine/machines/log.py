@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,7 +69,7 @@ class LogEntry:
 
     def sealed(self) -> LogEntry:
         """The same entry with its hash filled in."""
-        return LogEntry(**{**asdict(self), "hash": self.compute_hash()})
+        return replace(self, hash=self.compute_hash())
 
     def to_json(self) -> dict[str, Any]:
         out = self.content()
