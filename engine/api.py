@@ -480,15 +480,17 @@ class Engine:
             if attempt >= spec.attempts:
                 trigger = spec.on_exhausted or spec.trigger
                 comment = f"{exc}; попытка {attempt} из {spec.attempts}, передано оператору"
-                return self._fire_as(tx, loaded, deadline, trigger, actor, now, comment=comment)
+                return self.stepper.fire_as(
+                    tx, loaded, deadline, trigger, actor, now, comment=comment
+                )
             retry_at = deadline.due_at + timedelta(
                 minutes=spec.backoff_minutes * 2 ** (attempt - 1)
             )
             comment = f"{exc}; попытка {attempt} из {spec.attempts}, повтор {retry_at.isoformat()}"
-            return self._fire_as(
+            return self.stepper.fire_as(
                 tx, loaded, deadline, spec.trigger, actor, now, comment=comment, retry_at=retry_at
             )
-        return self._fire_as(
+        return self.stepper.fire_as(
             tx,
             loaded,
             deadline,
@@ -498,47 +500,6 @@ class Engine:
             reason=decided.reason,
             comment=decided.comment,
         )
-
-    def _fire_as(
-        self,
-        tx: Tx,
-        loaded: Loaded,
-        deadline: DeadlineRecord,
-        trigger: str,
-        actor: Actor,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        comment: str | None = None,
-        retry_at: datetime | None = None,
-    ) -> TimerOutcome:
-        """Fire ``trigger`` for a due deadline at its due instant.
-
-        With ``retry_at`` the deadline stays armed and falls due again then (a retried
-        check); otherwise it is closed as fired, or as stale when the step is refused.
-        """
-        assert deadline.due_at is not None
-        lateness = max(now - deadline.due_at, timedelta(0))
-        request = StepRequest(
-            trigger,
-            actor,
-            deadline.due_at,
-            now,
-            reason=reason,
-            comment=comment,
-            deadline=deadline.name,
-        )
-        try:
-            result = loaded.compiled.step(loaded.state(), request)
-        except EngineError as exc:
-            tx.close_deadlines([deadline.id], "stale", loaded.record.version, now)
-            return TimerOutcome(deadline, False, None, lateness, str(exc))
-        self.stepper.commit(tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
-        if retry_at is not None:
-            tx.move_deadline(deadline.id, retry_at, deadline.calendar or "")
-        else:
-            tx.close_deadlines([deadline.id], "fired", result.entry.seq, now)
-        return TimerOutcome(deadline, True, result.entry.seq, lateness)
 
     def _replay(self, tx: Tx, key: str, fingerprint: str) -> dict[str, Any] | None:
         stored = tx.get_idempotency(key)

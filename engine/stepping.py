@@ -227,16 +227,40 @@ class Stepper:
 
     def fire_timer(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
         """Fire one due timer at its due instant; a timer whose step is no longer valid is stale."""
+        loaded = self.load(tx, deadline.case_id)
+        if deadline.id not in {d.id for d in loaded.deadlines}:
+            assert deadline.due_at is not None
+            lateness = max(now - deadline.due_at, timedelta(0))
+            return TimerOutcome(deadline, False, None, lateness, "already closed")
+        return self.fire_as(tx, loaded, deadline, deadline.trigger, TIMER_ACTOR, now)
+
+    def fire_as(
+        self,
+        tx: Tx,
+        loaded: Loaded,
+        deadline: DeadlineRecord,
+        trigger: str,
+        actor: Actor,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        comment: str | None = None,
+        retry_at: datetime | None = None,
+    ) -> TimerOutcome:
+        """Fire ``trigger`` for a due deadline, at the deadline's due instant (logical time).
+
+        The deadline is then closed as fired, or as stale when the step is refused; with
+        ``retry_at`` it stays armed and falls due again then (a retried registry check).
+        """
         assert deadline.due_at is not None
         lateness = max(now - deadline.due_at, timedelta(0))
-        loaded = self.load(tx, deadline.case_id)
-        if deadline.name not in {d.name for d in loaded.deadlines if d.id == deadline.id}:
-            return TimerOutcome(deadline, False, None, lateness, "already closed")
         request = StepRequest(
-            trigger=deadline.trigger,
-            actor=TIMER_ACTOR,
-            at=deadline.due_at,
-            recorded_at=now,
+            trigger,
+            actor,
+            deadline.due_at,
+            now,
+            reason=reason,
+            comment=comment,
             deadline=deadline.name,
         )
         try:
@@ -248,12 +272,15 @@ class Stepper:
             )
             return TimerOutcome(deadline, False, None, lateness, str(exc))
         self.commit(tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
-        tx.close_deadlines([deadline.id], "fired", result.entry.seq, now)
+        if retry_at is not None:
+            tx.move_deadline(deadline.id, retry_at, deadline.calendar or "")
+        else:
+            tx.close_deadlines([deadline.id], "fired", result.entry.seq, now)
         log.info(
             "timer_fired",
             case_id=deadline.case_id,
             deadline=deadline.name,
-            trigger=deadline.trigger,
+            trigger=trigger,
             due_at=deadline.due_at.isoformat(),
             late_seconds=lateness.total_seconds(),
         )
