@@ -49,6 +49,7 @@ from engine.store.repository import (
 from engine.timers.calendar import ProductionCalendar
 
 DEFAULT_URL = "sqlite:///omsflow.db"
+OPEN_INDEX = "uq_cases_open_subject_type"
 _T = TypeVar("_T")
 _log = structlog.get_logger("omsflow.engine")
 
@@ -309,17 +310,32 @@ class Engine:
         fingerprint = _request_hash(
             {"op": "open", "type": type_, "data": dict(data), "actor": str(who), "comment": comment}
         )
-        with self.store.write() as tx:
-            if key is not None:
-                replay = self._replay(tx, key, fingerprint)
-                if replay is not None:
-                    return CaseView.from_json(replay["case"])
-            others = [self._other(r) for r in tx.cases_of_subject(subject)]
-            check_open(type_, result.data, others, local_date(now, zone))
-            self.stepper.commit(tx, None, compiled, result, zone=zone, now=now, subject_key=subject)
-            view = self._view(tx, case_id, who, reveal=False)
-            if key is not None:
-                tx.put_idempotency(key, fingerprint, case_id, {"case": view.to_json()}, now)
+        today = local_date(now, zone)
+        try:
+            with self.store.write() as tx:
+                if key is not None:
+                    replay = self._replay(tx, key, fingerprint)
+                    if replay is not None:
+                        return CaseView.from_json(replay["case"])
+                others = [self._other(r) for r in tx.cases_of_subject(subject)]
+                check_open(type_, result.data, others, today)
+                self.stepper.commit(
+                    tx, None, compiled, result, zone=zone, now=now, subject_key=subject
+                )
+                view = self._view(tx, case_id, who, reveal=False)
+                if key is not None:
+                    tx.put_idempotency(key, fingerprint, case_id, {"case": view.to_json()}, now)
+        except IntegrityError as exc:
+            message = str(exc.orig)
+            if not is_unique_violation(exc) or (
+                OPEN_INDEX not in message and "cases.subject_key" not in message
+            ):
+                raise
+            # A concurrent open for the same person won; refuse as the rule would have.
+            with self.store.read() as tx:
+                others = [self._other(r) for r in tx.cases_of_subject(subject)]
+            check_open(type_, result.data, others, today)
+            raise
         return view
 
     def fire(

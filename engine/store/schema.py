@@ -66,6 +66,15 @@ cases = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index(None, "type", "state"),
     sa.Index(None, "subject_key", "type"),
+    # one open case per person and type, enforced by the database against concurrent opens
+    sa.Index(
+        "uq_cases_open_subject_type",
+        "subject_key",
+        "type",
+        unique=True,
+        sqlite_where=sa.text("is_open"),
+        postgresql_where=sa.text("is_open"),
+    ),
     sa.Index(None, "created_at"),
     sa.Index(None, "overdue"),
 )

@@ -280,3 +280,40 @@ def test_concurrent_requests_with_one_key_step_once_and_agree(eng: Engine) -> No
     assert errors == []
     assert steps == [2, 2, 2, 2]
     assert len(eng.history(opened[0])) == 2
+
+
+def test_concurrent_opens_for_one_person_leave_one_open_case(eng: Engine) -> None:
+    data = example_application("restore")
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def open_once() -> None:
+        barrier.wait()
+        try:
+            eng.open_case("restore", data, PORTAL)
+            outcomes.append("opened")
+        except InvalidInput as exc:
+            outcomes.append(exc.errors[0].rule)
+
+    threads = [threading.Thread(target=open_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["duplicate_open_case"] * 3 + ["opened"]
+    assert _counts(eng)["cases"] == 1
+
+
+def test_the_database_itself_refuses_a_second_open_case(eng: Engine) -> None:
+    case_id = eng.open_case("restore", example_application("restore"), PORTAL).id
+    with pytest.raises(sa.exc.IntegrityError), eng.store.write() as tx:
+        tx.conn.execute(
+            sa.text(
+                "INSERT INTO cases (id, type, definition_version, state, version, is_open, "
+                "overdue, flags, data, zone, subject_key, last_hash, created_at, updated_at) "
+                "SELECT 'copy', type, definition_version, state, version, is_open, overdue, "
+                "flags, data, zone, subject_key, last_hash, created_at, updated_at "
+                "FROM cases WHERE id = :id"
+            ),
+            {"id": case_id},
+        )
