@@ -14,6 +14,7 @@ from typing import Annotated, Any, TextIO
 import typer
 from rich.text import Text
 
+from engine.checkpoint import load_key, verify_against_checkpoint, write_checkpoint
 from engine.cli import output
 from engine.cli.context import parse_instant, settings
 from engine.errors import AuditFailed
@@ -180,15 +181,83 @@ def log(
         output.console().print(f"{writer.count} entries written to {out_file} ({chosen.value})")
 
 
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        metavar="FILE",
+        help="The checkpoint signing key (default: the OMSFLOW_CHECKPOINT_KEY variable).",
+    ),
+]
+
+
+class CheckpointBroken(AuditFailed):
+    """Cases whose log no longer extends the head a signed checkpoint recorded."""
+
+    def __init__(self, path: Path, problems: dict[str, str]) -> None:
+        super().__init__(problems)
+        self.path = path
+        self.lines = [f"case {cid}: {problem}" for cid, problem in problems.items()]
+        self.args = (f"{len(problems)} case(s) do not extend the checkpoint {path}",)
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "checkpoint": str(self.path)}
+
+
 @app.command("verify")
-def verify(ctx: typer.Context) -> None:
+def verify(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="FILE",
+            help="Also check that every case's log extends the head this signed checkpoint "
+            "recorded (detects a truncated tail whose case head was rewritten too).",
+        ),
+    ] = None,
+    key_file: KeyFileOption = None,
+) -> None:
     """Check every case's hash chain; exit 7 naming the first broken entry of each broken case."""
     s = settings(ctx)
+    # the key is checked before any work: a missing key is the caller's mistake, not the log's
+    key = load_key(key_file) if checkpoint is not None else b""
     with s.engine() as engine, output.progress(s.progress, "verifying hash chains"):
         broken = engine.verify()
+        problems = (
+            verify_against_checkpoint(engine, checkpoint, key) if checkpoint is not None else {}
+        )
     if broken:
         raise ChainsBroken(broken)
+    if checkpoint is not None and problems:
+        raise CheckpointBroken(checkpoint, problems)
     if s.json:
-        output.emit_json({"ok": True, "broken": {}})
+        out: dict[str, Any] = {"ok": True, "broken": {}}
+        if checkpoint is not None:
+            out["checkpoint"] = str(checkpoint)
+        output.emit_json(out)
     else:
-        output.console().print(Text("✔ every case's hash chain verifies", style="green"))
+        what = " and extends the checkpoint" if checkpoint is not None else ""
+        output.console().print(Text(f"✔ every case's hash chain verifies{what}", style="green"))
+
+
+@app.command("checkpoint")
+def checkpoint_command(
+    ctx: typer.Context,
+    out_file: Annotated[
+        Path, typer.Option("-o", "--output", metavar="FILE", help="Write the checkpoint here.")
+    ],
+    key_file: KeyFileOption = None,
+) -> None:
+    """Export a signed checkpoint of every case's head hash (keep it outside the database).
+
+    'audit verify --checkpoint FILE' later proves that no case's log lost entries since.
+    """
+    s = settings(ctx)
+    key = load_key(key_file)
+    with s.engine() as engine:
+        count = write_checkpoint(engine, out_file, key)
+    if s.json:
+        output.emit_json({"file": str(out_file), "cases": count})
+    else:
+        output.console().print(f"checkpoint of {count} case(s) written to {out_file}")

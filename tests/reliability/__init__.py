@@ -1,0 +1,1 @@
+"""The reliability battery: guarantees proven under load, crashes, tampering and bad input."""
