@@ -268,6 +268,7 @@ class Engine:
         correlation_id: str | None = None,
     ) -> CaseView:
         """Open a case of the latest version of ``type_``; returns it as the actor sees it."""
+        _check_text(type=type_, comment=comment, key=key, correlation_id=correlation_id)
         return self._keyed(
             key, lambda: self._open_case(type_, data, actor, key, comment, correlation_id)
         )
@@ -352,6 +353,14 @@ class Engine:
         correlation_id: str | None = None,
     ) -> StepOutcome:
         """Fire ``trigger`` on a case; first fires the case's timers that are already due."""
+        _check_text(
+            case_id=case_id,
+            trigger=trigger,
+            reason=reason,
+            comment=comment,
+            key=key,
+            correlation_id=correlation_id,
+        )
         return self._keyed(
             key,
             lambda: self._fire(
@@ -517,6 +526,14 @@ class Engine:
             comment=decided.comment,
         )
 
+    def refuse_auditor(self, actor: Actor | str | None, what: str) -> None:
+        """Raise NotPermitted when ``actor`` is an auditor: auditors read, never write."""
+        who = self._actor(actor) if actor is not None else None
+        if who is not None and who.role == "auditor":
+            raise NotPermitted(
+                f"an auditor may not {what}", trigger=what, state="-", role=who.role, allowed=[]
+            )
+
     def _replay(self, tx: Tx, key: str, fingerprint: str) -> dict[str, Any] | None:
         stored = tx.get_idempotency(key)
         if stored is None:
@@ -539,13 +556,21 @@ class Engine:
 
     # ---- timers --------------------------------------------------------------------------
 
-    def fire_due_timers(self, until: datetime | None = None, *, batch: int = 200) -> FireReport:
+    def fire_due_timers(
+        self,
+        until: datetime | None = None,
+        *,
+        batch: int = 200,
+        actor: Actor | str | None = None,
+    ) -> FireReport:
         """Fire every timer due up to ``until`` (default: now), oldest first, in batches.
 
         Each batch commits once; each timer's step runs in its own savepoint, so one case that
         fails is rolled back alone. Timers that the fired steps arm and that fall due before
-        ``until`` fire too. Several processes may run this at once on PostgreSQL.
+        ``until`` fire too. Several processes may run this at once on PostgreSQL. An
+        ``actor`` who asks for it is checked: an auditor changes nothing.
         """
+        self.refuse_auditor(actor, "fire timers")
         limit = ensure_utc(until, "until") if until else self.now()
         report = FireReport()
         while True:
@@ -716,17 +741,28 @@ class Engine:
 
         An auditor reads everything and changes nothing, acknowledgements included.
         """
-        who = self._actor(actor) if actor is not None else None
-        if who is not None and who.role == "auditor":
-            raise NotPermitted(
-                "an auditor may not acknowledge notifications",
-                trigger="ack",
-                state="-",
-                role=who.role,
-                allowed=[],
-            )
+        self.refuse_auditor(actor, "acknowledge notifications")
         with self.store.write() as tx:
             return tx.ack_outbox(list(event_ids), self.now())
+
+
+def _check_text(**fields: str | None) -> None:
+    """Refuse text that is not valid Unicode (lone surrogates): it cannot be stored or hashed."""
+    errors = []
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            errors.append(FieldError(name, "wrong_type", f"{name} must be a string", "text"))
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            errors.append(
+                FieldError(name, "invalid_unicode", f"{name} is not valid Unicode", "UTF-8 text")
+            )
+    if errors:
+        raise InvalidInput(errors)
 
 
 def _not_object(name: str) -> FieldError:

@@ -123,14 +123,31 @@ def read_data(source: str) -> Mapping[str, Any]:
     field ``data``, like any other bad input.
     """
     if source == "-":
-        text = sys.stdin.read()
+        raw = sys.stdin.buffer.read()
     else:
         path = Path(source)
         if not path.is_file():
             raise typer.BadParameter(f"no such file: {source}", param_hint="'--data'")
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            [
+                FieldError(
+                    "data",
+                    "utf8",
+                    f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+                    "a JSON object in UTF-8",
+                )
+            ]
+        ) from None
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(
+            [FieldError("data", "json_depth", "the JSON is nested too deeply", "a JSON object")]
+        ) from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             [

@@ -42,7 +42,7 @@ def list_timers(
 def _fire(s: Settings, engine: Engine, until: str | None) -> FireReport:
     limit = parse_instant(until, "--until") if until else None
     with output.progress(s.progress, "firing due timers") as advance:
-        report = engine.fire_due_timers(limit)
+        report = engine.fire_due_timers(limit, actor=s.actor)
         advance(report.fired + report.stale + report.failed)
     return report
 
@@ -100,6 +100,7 @@ def worker(
                 module = importlib.import_module("engine.timers.worker")
             except ImportError as exc:
                 raise WorkerMissing(str(exc)) from None
+            engine.refuse_auditor(s.actor, "run the timer worker")
             if not s.log_level_given:
                 # a worker's log is its output: each timer fired and how late it was
                 logs.configure(level="INFO")

@@ -27,7 +27,7 @@ from engine.machines.registry import GUARDS, VALIDATORS, StepContext
 
 OPEN_TRIGGER = "open"
 DEFAULT_ZONE = "Europe/Moscow"
-_ACTOR_NAME = re.compile(r"^[\w.@-]{1,64}$")
+_ACTOR_NAME = re.compile(r"[\w.@-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class Actor:
     @classmethod
     def parse(cls, text: str) -> Actor:
         role, sep, name = text.partition(":")
-        if not sep or role not in ROLES or not _ACTOR_NAME.match(name):
+        # fullmatch: '$' would also accept a name ending in a newline, forging log lines
+        if not sep or role not in ROLES or not _ACTOR_NAME.fullmatch(name):
             raise InvalidInput(
                 [
                     FieldError(

@@ -362,7 +362,6 @@ def test_the_figures_of_the_generated_inputs(figures: dict[str, Any]) -> None:
 # ---- the findings, each proven by a strict xfail until the engine is fixed ----------------
 
 
-@pytest.mark.xfail(strict=True, reason=FINDINGS["F2"])
 def test_f2_an_actor_with_a_trailing_newline_is_refused(world: tuple[Engine, str, str]) -> None:
     eng, review, _ = world
     with pytest.raises(EngineError):
@@ -372,8 +371,8 @@ def test_f2_an_actor_with_a_trailing_newline_is_refused(world: tuple[Engine, str
 @pytest.mark.parametrize(
     "where",
     [
-        pytest.param("comment", marks=pytest.mark.xfail(strict=True, reason=FINDINGS["F3"])),
-        pytest.param("key", marks=pytest.mark.xfail(strict=True, reason=FINDINGS["F3"])),
+        "comment",
+        "key",
         "reason",
         "data",
     ],
@@ -395,7 +394,6 @@ def test_f3_a_lone_surrogate_is_invalid_input(
     assert tally.crashes == []
 
 
-@pytest.mark.xfail(strict=True, reason=FINDINGS["F4"])
 @pytest.mark.parametrize(
     "name", ["deep_nesting.json", "invalid_utf8_sequence.bin", "invalid_utf8_bom.bin"]
 )

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
@@ -165,11 +164,6 @@ def test_an_auditor_can_write_nothing_through_the_cli(
     figures.update({"auditor_write_attempts": attempts, "written": 0})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="'events ack', 'timers run' and 'worker --once' ignore --as: an auditor acknowledges "
-    "notifications and fires timers (see docs/RELIABILITY.md, finding F1)",
-)
 def test_an_auditor_cannot_ack_events_or_fire_timers(sqlite_url: str) -> None:
     with Engine(sqlite_url, clock=ManualClock(START)) as eng:
         eng.open_case("restore", example_application("restore"), "portal:gosuslugi")
