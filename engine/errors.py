@@ -150,6 +150,20 @@ class Conflict(EngineError):
         return {"case_id": self.case_id, "expected": self.expected, "actual": self.actual}
 
 
+class TransactionConflict(Conflict):
+    """The database rolled a transaction back because of a concurrent one; try again."""
+
+    def __init__(self, problem: str) -> None:
+        EngineError.__init__(self, f"concurrent transactions collided, try again: {problem}")
+        self.case_id = ""
+        self.expected = None
+        self.actual = None
+        self.problem = problem
+
+    def details(self) -> dict[str, Any]:
+        return {"problem": self.problem}
+
+
 class IdempotencyMismatch(EngineError):
     """An idempotency key was reused with other content."""
 

@@ -24,7 +24,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from engine.errors import Conflict, StoreUnavailable
+from engine.errors import Conflict, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
 from engine.store.schema import (
     access_log,
@@ -36,6 +36,8 @@ from engine.store.schema import (
 )
 
 OPEN_DEADLINE = ("armed", "paused")
+# deadlock detected, serialization failure: PostgreSQL rolled the transaction back; retryable
+_RETRYABLE = ("40P01", "40001")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -183,7 +185,17 @@ _DUE = (
     .limit(sa.bindparam("b_limit"))
 )
 _DUE_OF_CASE = _DUE.where(deadlines.c.case_id == sa.bindparam("b_case"))
-_DUE_SKIP_LOCKED = _DUE.with_for_update(skip_locked=True, of=deadlines)
+# A worker's claim locks each due timer together with its case: every writer then takes the
+# case's lock before its deadlines' (a step updates the case row first), so a worker and an
+# operator never wait on each other in opposite orders; a case in a step is passed over.
+_DUE_SKIP_LOCKED = (
+    sa.select(deadlines)
+    .join(cases, cases.c.id == deadlines.c.case_id)
+    .where(deadlines.c.status == "armed", deadlines.c.due_at <= sa.bindparam("b_until"))
+    .order_by(deadlines.c.due_at, deadlines.c.id)
+    .limit(sa.bindparam("b_limit"))
+    .with_for_update(skip_locked=True, of=[deadlines, cases])
+)
 _INSERT_OUTBOX = outbox.insert()
 _DEADLINE_FIELDS = tuple(DeadlineRecord.__dataclass_fields__)
 
@@ -650,7 +662,7 @@ class Tx:
             query = _DUE_OF_CASE
             params["b_case"] = case_id
             if skip_locked and self.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True, of=deadlines)
+                query = _DUE_SKIP_LOCKED.where(deadlines.c.case_id == sa.bindparam("b_case"))
         elif skip_locked and self.dialect == "postgresql":
             query = _DUE_SKIP_LOCKED
         else:
@@ -802,6 +814,8 @@ class Store:
             with self.engine.begin() as conn:
                 yield Tx(conn)
         except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE:
+                raise TransactionConflict(str(exc.orig)) from exc
             raise StoreUnavailable(f"database error: {exc.orig}") from exc
 
     @contextmanager

@@ -1,11 +1,13 @@
-"""Finding F5: a timer worker and an operator stepping the same case can deadlock.
+"""Finding F5 (fixed): a timer worker and an operator stepping the same case must not deadlock.
 
 ``fire_due_timers`` claims deadline rows (``FOR UPDATE SKIP LOCKED``) and then updates their
 case row; ``Engine.fire`` updates the case row and then closes the case's deadlines. The two
 take the same two locks in opposite orders. This test makes the interleaving deterministic
 with SQLAlchemy events in the test only: the worker pauses right after its claim until the
 operator has issued its case UPDATE. PostgreSQL then aborts one of them with "deadlock
-detected", which reaches the caller as ``StoreUnavailable`` (exit 1), not as a ``Conflict``.
+detected", which reached the caller as ``StoreUnavailable`` (exit 1). The worker's claim now
+locks the timer and its case together, so the operator waits for the case and then meets a
+``Conflict`` at worst.
 """
 
 from __future__ import annotations
@@ -25,10 +27,6 @@ from tests.conftest import START
 pytestmark = pytest.mark.pg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F5: worker locks deadline then case, fire() locks case then deadline: deadlock",
-)
 def test_a_worker_and_an_operator_on_one_case_do_not_deadlock(pg_url: str) -> None:
     later = START + timedelta(days=10)
     with Engine(pg_url, clock=ManualClock(START)) as eng:
