@@ -308,8 +308,18 @@ class Engine:
         result = compiled.open(case_id, data, request)
         zone = zone_of(result.data)
         subject = subject_key(compiled.definition.data_model, result.data)
-        fingerprint = _request_hash(
-            {"op": "open", "type": type_, "data": dict(data), "actor": str(who), "comment": comment}
+        fingerprint = (
+            _request_hash(
+                {
+                    "op": "open",
+                    "type": type_,
+                    "data": dict(data),
+                    "actor": str(who),
+                    "comment": comment,
+                }
+            )
+            if key is not None
+            else ""
         )
         today = local_date(now, zone)
         try:
@@ -467,26 +477,18 @@ class Engine:
                     entries.append(entry)
 
     def _fire_deadline(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
-        compiled = self.definitions.get(*self._case_key(tx, deadline.case_id))
-        found = compiled.deadlines.get(deadline.name)
+        loaded = self.stepper.load(tx, deadline.case_id)
+        found = loaded.compiled.deadlines.get(deadline.name)
         if found is None or found[0].check is None:
             return self.stepper.fire_timer(tx, deadline, now)
-        return self._run_check(tx, deadline, found[0], now)
-
-    @staticmethod
-    def _case_key(tx: Tx, case_id: str) -> tuple[str, int]:
-        record = tx.get_case(case_id)
-        if record is None:
-            raise NotFound("case", case_id)
-        return record.type, record.definition_version
+        return self._run_check(tx, loaded, deadline, found[0], now)
 
     def _run_check(
-        self, tx: Tx, deadline: DeadlineRecord, spec: DeadlineSpec, now: datetime
+        self, tx: Tx, loaded: Loaded, deadline: DeadlineRecord, spec: DeadlineSpec, now: datetime
     ) -> TimerOutcome:
         """Run an automatic registry check; on a registry failure retry with backoff."""
         assert spec.check is not None
         assert deadline.due_at is not None
-        loaded = self.stepper.load(tx, deadline.case_id)
         lateness = max(now - deadline.due_at, timedelta(0))
         if self.registries is None:
             # No registries wired in (an engine without integrations): nothing to check with.
