@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from engine.errors import Conflict, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
+from engine.store.codec import Codec, codec_for
 from engine.store.schema import (
     access_log,
     cases,
@@ -113,41 +114,9 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-# The hot path's statements are built once, with bind parameters, at import. A statement
-# built per call (``.where(...).values(...)``) costs SQLAlchemy 100-450 us of Python to
-# construct and to derive its cache key on every step; a prebuilt one goes straight to the
-# compiled cache. See docs/BENCHMARKS.md.
-_GET_CASE = sa.select(cases).where(cases.c.id == sa.bindparam("b_id"))
-_GET_CASE_LOCKED = _GET_CASE.with_for_update()
-_INSERT_CASE = cases.insert()
-_UPDATE_CASE = (
-    cases.update()
-    .where(cases.c.id == sa.bindparam("b_id"), cases.c.version == sa.bindparam("b_version"))
-    .values(
-        {
-            c: sa.bindparam(c)
-            for c in (
-                "state",
-                "version",
-                "is_open",
-                "overdue",
-                "flags",
-                "data",
-                "last_hash",
-                "updated_at",
-            )
-        }
-    )
-)
-_CASE_VERSION = sa.select(cases.c.version).where(cases.c.id == sa.bindparam("b_id"))
-_INSERT_LOG = transition_log.insert()
-_OPEN_DEADLINES = (
-    sa.select(deadlines)
-    .where(deadlines.c.case_id == sa.bindparam("b_case"), deadlines.c.status.in_(OPEN_DEADLINE))
-    .order_by(deadlines.c.due_at, deadlines.c.id)
-)
-# RETURNING the new ids lets the transaction know its deadlines without reading them back.
-_INSERT_DEADLINES = deadlines.insert().returning(deadlines.c.id, sort_by_parameter_order=True)
+# Statements SQLAlchemy runs are built once, with bind parameters, at import: one built per
+# call (``.where(...).values(...)``) costs 100-450 us of Python to construct and to derive its
+# cache key. The step's own statements bypass SQLAlchemy altogether (``_SQL_*`` below).
 _OPEN_DEADLINES_OF = (
     sa.select(deadlines)
     .where(
@@ -155,28 +124,6 @@ _OPEN_DEADLINES_OF = (
         deadlines.c.status.in_(OPEN_DEADLINE),
     )
     .order_by(deadlines.c.due_at, deadlines.c.id)
-)
-_CLOSE_DEADLINES = (
-    deadlines.update()
-    .where(
-        deadlines.c.id.in_(sa.bindparam("b_ids", expanding=True)),
-        deadlines.c.status.in_(OPEN_DEADLINE),
-    )
-    .values(
-        status=sa.bindparam("status"),
-        closed_seq=sa.bindparam("closed_seq"),
-        closed_at=sa.bindparam("closed_at"),
-    )
-)
-_PAUSE_DEADLINE = (
-    deadlines.update()
-    .where(deadlines.c.id == sa.bindparam("b_id"))
-    .values(status="paused", due_at=None, remaining_seconds=sa.bindparam("remaining_seconds"))
-)
-_RESUME_DEADLINE = (
-    deadlines.update()
-    .where(deadlines.c.id == sa.bindparam("b_id"))
-    .values(status="armed", due_at=sa.bindparam("due_at"), resumed_at=sa.bindparam("resumed_at"))
 )
 _DUE = (
     sa.select(deadlines)
@@ -196,8 +143,84 @@ _DUE_SKIP_LOCKED = (
     .limit(sa.bindparam("b_limit"))
     .with_for_update(skip_locked=True, of=[deadlines, cases])
 )
-_INSERT_OUTBOX = outbox.insert()
 _DEADLINE_FIELDS = tuple(DeadlineRecord.__dataclass_fields__)
+_CASE_FIELDS = tuple(CaseRecord.__dataclass_fields__)
+
+# The step's own statements, written out for the bare driver (see ``Tx._run``). A statement
+# run through SQLAlchemy costs 60-100 us of Python (parameter processing, result wrapping)
+# against 3-10 us in the driver, and a step runs 6-8 of them. ``:name`` placeholders; the
+# codec turns them into the driver's style.
+
+
+def _columns(fields: Sequence[str]) -> str:
+    # "trigger" is an SQL keyword: quoted, as SQLAlchemy quotes it
+    return ", ".join('"trigger"' if f == "trigger" else f for f in fields)
+
+
+_SQL_CASE_COLUMNS = _columns(_CASE_FIELDS)
+_SQL_DEADLINE_COLUMNS = _columns(_DEADLINE_FIELDS)
+# (S608: the f-strings below join the records' own field names at import, never input.)
+_SQL_GET_CASE = f"SELECT {_SQL_CASE_COLUMNS} FROM cases WHERE id = :b_id"  # noqa: S608
+_SQL_CASES_OF_SUBJECT = (
+    f"SELECT {_SQL_CASE_COLUMNS} FROM cases "  # noqa: S608
+    "WHERE subject_key = :b_subject ORDER BY created_at"
+)
+_SQL_INSERT_CASE = (
+    f"INSERT INTO cases ({_SQL_CASE_COLUMNS}) "  # noqa: S608
+    f"VALUES ({', '.join(':' + f for f in _CASE_FIELDS)})"
+)
+_SQL_UPDATE_CASE = (
+    "UPDATE cases SET state = :state, version = :version, is_open = :is_open, "
+    "overdue = :overdue, flags = :flags, data = :data, last_hash = :last_hash, "
+    "updated_at = :updated_at WHERE id = :b_id AND version = :b_version"
+)
+_SQL_CASE_VERSION = "SELECT version FROM cases WHERE id = :b_id"
+_LOG_FIELDS = (
+    "case_id",
+    "seq",
+    "trigger",
+    "from_state",
+    "to_state",
+    "actor",
+    "reason",
+    "comment",
+    "changes",
+    "meta",
+    "correlation_id",
+    "at",
+    "recorded_at",
+    "prev_hash",
+    "hash",
+)
+_SQL_INSERT_LOG = (
+    f"INSERT INTO transition_log ({_columns(_LOG_FIELDS)})"  # noqa: S608
+    f" VALUES ({', '.join(':' + f for f in _LOG_FIELDS)})"
+)
+_SQL_OPEN_DEADLINES = (
+    f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
+    "WHERE case_id = :b_case AND status IN ('armed', 'paused') ORDER BY due_at, id"
+)
+_SQL_INSERT_DEADLINE = (
+    'INSERT INTO deadlines (case_id, name, "trigger", amount, unit, zone, status, event_at, '
+    "due_at, armed_seq, calendar) VALUES (:case_id, :name, :trigger, :amount, :unit, :zone, "
+    "'armed', :event_at, :due_at, :armed_seq, :calendar) RETURNING id"
+)
+_SQL_CLOSE_DEADLINES = (
+    "UPDATE deadlines SET status = :status, closed_seq = :closed_seq, closed_at = :closed_at "
+    "WHERE id IN ({ids}) AND status IN ('armed', 'paused')"
+)
+_SQL_PAUSE_DEADLINE = (
+    "UPDATE deadlines SET status = 'paused', due_at = NULL, "
+    "remaining_seconds = :remaining_seconds WHERE id = :b_id"
+)
+_SQL_RESUME_DEADLINE = (
+    "UPDATE deadlines SET status = 'armed', due_at = :due_at, resumed_at = :resumed_at "
+    "WHERE id = :b_id"
+)
+_SQL_INSERT_OUTBOX = (
+    "INSERT INTO outbox (event_id, case_id, seq, kind, audience, text, payload, created_at) "
+    "VALUES (:event_id, :case_id, :seq, :kind, :audience, :text, :payload, :created_at)"
+)
 
 
 def _case(row: sa.Row[Any]) -> CaseRecord:
@@ -225,6 +248,46 @@ def _deadline(row: sa.Row[Any]) -> DeadlineRecord:
     if row._fields == _DEADLINE_FIELDS:
         return DeadlineRecord(*row)  # type: ignore[call-arg]
     return DeadlineRecord(**{name: row._mapping[name] for name in _DEADLINE_FIELDS})
+
+
+def _raw_case(row: Sequence[Any], c: Codec) -> CaseRecord:
+    return CaseRecord(
+        id=row[0],
+        type=row[1],
+        definition_version=row[2],
+        state=row[3],
+        version=row[4],
+        is_open=c.bool_out(row[5]),
+        overdue=c.bool_out(row[6]),
+        flags=frozenset(c.json_out(row[7])),
+        data=dict(c.json_out(row[8])),
+        zone=row[9],
+        subject_key=row[10],
+        last_hash=row[11],
+        created_at=c.time_out(row[12]),  # type: ignore[arg-type]  # NOT NULL column
+        updated_at=c.time_out(row[13]),  # type: ignore[arg-type]
+    )
+
+
+def _raw_deadline(row: Sequence[Any], c: Codec) -> DeadlineRecord:
+    return DeadlineRecord(
+        id=row[0],
+        case_id=row[1],
+        name=row[2],
+        trigger=row[3],
+        amount=row[4],
+        unit=row[5],
+        zone=row[6],
+        status=row[7],
+        event_at=c.time_out(row[8]),  # type: ignore[arg-type]  # NOT NULL column
+        due_at=c.time_out(row[9]),
+        remaining_seconds=row[10],
+        resumed_at=c.time_out(row[11]),
+        armed_seq=row[12],
+        closed_seq=row[13],
+        closed_at=c.time_out(row[14]),
+        calendar=row[15],
+    )
 
 
 def _entry(row: sa.Row[Any]) -> LogEntry:
@@ -269,11 +332,16 @@ class Tx:
     Each remembered value is tagged with the innermost transaction or savepoint that last
     wrote it and is forgotten once that one has ended: a savepoint rolled back (one failed
     timer among a batch) never leaves a stale case behind.
+
+    The statements of a step run on the connection's own DBAPI cursor (``_run``), inside the
+    transaction SQLAlchemy opened; the rest go through SQLAlchemy.
     """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
+        self._codec = codec_for(self.dialect)
+        self._cursor: Any = None
         self._cases: dict[str, tuple[Any, CaseRecord]] = {}
         self._open: dict[str, tuple[Any, list[DeadlineRecord]]] = {}
         # PostgreSQL sorts NULL last, SQLite first: the remembered lists sort as a query would.
@@ -283,6 +351,36 @@ class Tx:
             d.due_at or _EPOCH,
             d.id,
         )
+
+    # ---- the bare driver ------------------------------------------------------------------
+
+    def _run(self, sql: str, params: dict[str, Any]) -> Any:
+        """Execute on the DBAPI cursor; returns the cursor (its rows, its rowcount).
+
+        Whoever listens to SQLAlchemy's cursor events (the benchmark's recorder, the crash
+        tests' fault injection) still sees the statement, as the driver receives it; driver
+        errors are raised as SQLAlchemy's exceptions, as every other statement's are.
+        """
+        conn = self.conn
+        statement = self._codec.sql(sql)
+        if self._cursor is None:
+            self._cursor = conn.connection.cursor()
+        cursor = self._cursor
+        before = conn.dispatch.before_cursor_execute
+        if before:
+            for fn in before:
+                fn(conn, cursor, statement, params, None, False)
+        try:
+            cursor.execute(statement, params)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                statement, params, exc, conn.dialect.loaded_dbapi.Error
+            ) from exc
+        after = conn.dispatch.after_cursor_execute
+        if after:
+            for fn in after:
+                fn(conn, cursor, statement, params, None, False)
+        return cursor
 
     # ---- the identity map ------------------------------------------------------------------
 
@@ -330,23 +428,29 @@ class Tx:
             known = self._recall_case(case_id)
             if known is not None:
                 return known
-        row = self.conn.execute(
-            _GET_CASE_LOCKED if locking else _GET_CASE, {"b_id": case_id}
-        ).first()
+        sql = _SQL_GET_CASE + " FOR UPDATE" if locking else _SQL_GET_CASE
+        row = self._run(sql, {"b_id": case_id}).fetchone()
         if row is None:
             return None
-        record = _case(row)
+        record = _raw_case(row, self._codec)
         self._remember_case(record)
         return record
 
     def insert_case(self, record: CaseRecord) -> None:
-        values = {f: getattr(record, f) for f in CaseRecord.__dataclass_fields__}
-        values["flags"] = sorted(record.flags)
-        self.conn.execute(_INSERT_CASE, values)
+        c = self._codec
+        flags = sorted(record.flags)
+        values = {f: getattr(record, f) for f in _CASE_FIELDS}
+        values.update(
+            flags=c.json(flags),
+            data=c.json(record.data),
+            created_at=c.time(record.created_at),
+            updated_at=c.time(record.updated_at),
+        )
+        self._run(_SQL_INSERT_CASE, values)
         self._remember_case(
             replace(
                 record,
-                flags=frozenset(values["flags"]),
+                flags=frozenset(flags),
                 data=_as_stored(record.data),
                 created_at=_utc(record.created_at),
                 updated_at=_utc(record.updated_at),
@@ -368,9 +472,10 @@ class Tx:
         updated_at: datetime,
     ) -> None:
         """The optimistic-lock write: succeeds only if nobody stepped the case meanwhile."""
+        c = self._codec
         flag_list = sorted(flags)
-        result = self.conn.execute(
-            _UPDATE_CASE,
+        cursor = self._run(
+            _SQL_UPDATE_CASE,
             {
                 "b_id": case_id,
                 "b_version": expected_version,
@@ -378,15 +483,15 @@ class Tx:
                 "version": version,
                 "is_open": is_open,
                 "overdue": "overdue" in flag_list,
-                "flags": flag_list,
-                "data": data,
+                "flags": c.json(flag_list),
+                "data": c.json(data),
                 "last_hash": last_hash,
-                "updated_at": updated_at,
+                "updated_at": c.time(updated_at),
             },
         )
-        if result.rowcount != 1:
-            current = self.conn.execute(_CASE_VERSION, {"b_id": case_id}).scalar()
-            raise Conflict(case_id, expected_version, current)
+        if cursor.rowcount != 1:
+            row = self._run(_SQL_CASE_VERSION, {"b_id": case_id}).fetchone()
+            raise Conflict(case_id, expected_version, row[0] if row else None)
         known = self._recall_case(case_id)
         if known is not None:
             self._remember_case(
@@ -427,10 +532,10 @@ class Tx:
         return records
 
     def cases_of_subject(self, subject_key: str, type_: str | None = None) -> list[CaseRecord]:
-        query = sa.select(cases).where(cases.c.subject_key == subject_key)
+        rows = self._run(_SQL_CASES_OF_SUBJECT, {"b_subject": subject_key}).fetchall()
+        records = [_raw_case(r, self._codec) for r in rows]
         if type_:
-            query = query.where(cases.c.type == type_)
-        records = [_case(r) for r in self.conn.execute(query.order_by(cases.c.created_at))]
+            records = [r for r in records if r.type == type_]
         for record in records:
             self._remember_case(record)
         return records
@@ -449,8 +554,9 @@ class Tx:
     # ---- the transition log --------------------------------------------------------------
 
     def append_log(self, entry: LogEntry) -> None:
-        self.conn.execute(
-            _INSERT_LOG,
+        c = self._codec
+        self._run(
+            _SQL_INSERT_LOG,
             {
                 "case_id": entry.case_id,
                 "seq": entry.seq,
@@ -460,11 +566,11 @@ class Tx:
                 "actor": entry.actor,
                 "reason": entry.reason,
                 "comment": entry.comment,
-                "changes": dict(entry.changes),
-                "meta": dict(entry.meta),
+                "changes": c.json(dict(entry.changes)),
+                "meta": c.json(dict(entry.meta)),
                 "correlation_id": entry.correlation_id,
-                "at": entry.at,
-                "recorded_at": entry.recorded_at,
+                "at": c.time(entry.at),
+                "recorded_at": c.time(entry.recorded_at),
                 "prev_hash": entry.prev_hash,
                 "hash": entry.hash,
             },
@@ -546,30 +652,33 @@ class Tx:
     def open_deadlines(self, case_id: str) -> list[DeadlineRecord]:
         known = self._recall_open(case_id)
         if known is None:
-            known = [_deadline(r) for r in self.conn.execute(_OPEN_DEADLINES, {"b_case": case_id})]
+            rows = self._run(_SQL_OPEN_DEADLINES, {"b_case": case_id}).fetchall()
+            known = [_raw_deadline(r, self._codec) for r in rows]
             self._remember_open(case_id, known)
         return list(known)
 
     def insert_deadlines(self, case_id: str, seq: int, rows: Sequence[NewDeadline]) -> None:
         if not rows:
             return
-        values = [
-            {
-                "case_id": case_id,
-                "name": d.name,
-                "trigger": d.trigger,
-                "amount": d.amount,
-                "unit": d.unit,
-                "zone": d.zone,
-                "status": "armed",
-                "event_at": d.event_at,
-                "due_at": d.due_at,
-                "armed_seq": seq,
-                "calendar": d.calendar,
-            }
+        c = self._codec
+        ids = [
+            self._run(
+                _SQL_INSERT_DEADLINE,
+                {
+                    "case_id": case_id,
+                    "name": d.name,
+                    "trigger": d.trigger,
+                    "amount": d.amount,
+                    "unit": d.unit,
+                    "zone": d.zone,
+                    "event_at": c.time(d.event_at),
+                    "due_at": c.time(d.due_at),
+                    "armed_seq": seq,
+                    "calendar": d.calendar,
+                },
+            ).fetchone()[0]
             for d in rows
         ]
-        ids = [r[0] for r in self.conn.execute(_INSERT_DEADLINES, values)]
         known = self._recall_open(case_id)
         if known is None:
             return
@@ -600,16 +709,16 @@ class Tx:
         """Mark open deadlines fired, cancelled or stale; returns how many were still open."""
         if not ids:
             return 0
-        result = self.conn.execute(
-            _CLOSE_DEADLINES,
-            {"b_ids": list(ids), "status": status, "closed_seq": seq, "closed_at": at},
-        )
+        params: dict[str, Any] = {f"i{n}": i for n, i in enumerate(ids)}
+        params.update(status=status, closed_seq=seq, closed_at=self._codec.time(at))
+        sql = _SQL_CLOSE_DEADLINES.format(ids=", ".join(f":i{n}" for n in range(len(ids))))
+        count: int = self._run(sql, params).rowcount
         self._edit_open(ids, lambda _d: None)
-        return result.rowcount
+        return count
 
     def pause_deadline(self, deadline_id: int, remaining_seconds: float) -> None:
-        self.conn.execute(
-            _PAUSE_DEADLINE, {"b_id": deadline_id, "remaining_seconds": remaining_seconds}
+        self._run(
+            _SQL_PAUSE_DEADLINE, {"b_id": deadline_id, "remaining_seconds": remaining_seconds}
         )
         self._edit_open(
             [deadline_id],
@@ -617,8 +726,10 @@ class Tx:
         )
 
     def resume_deadline(self, deadline_id: int, due_at: datetime, resumed_at: datetime) -> None:
-        self.conn.execute(
-            _RESUME_DEADLINE, {"b_id": deadline_id, "due_at": due_at, "resumed_at": resumed_at}
+        c = self._codec
+        self._run(
+            _SQL_RESUME_DEADLINE,
+            {"b_id": deadline_id, "due_at": c.time(due_at), "resumed_at": c.time(resumed_at)},
         )
         self._edit_open(
             [deadline_id],
@@ -708,11 +819,11 @@ class Tx:
         items: Sequence[tuple[str, str, str, dict[str, Any]]],
         at: datetime,
     ) -> None:
-        if not items:
-            return
-        self.conn.execute(
-            _INSERT_OUTBOX,
-            [
+        c = self._codec
+        created_at = c.time(at)
+        for kind, audience, text, payload in items:
+            self._run(
+                _SQL_INSERT_OUTBOX,
                 {
                     "event_id": str(uuid.uuid4()),
                     "case_id": case_id,
@@ -720,12 +831,10 @@ class Tx:
                     "kind": kind,
                     "audience": audience,
                     "text": text,
-                    "payload": payload,
-                    "created_at": at,
-                }
-                for kind, audience, text, payload in items
-            ],
-        )
+                    "payload": c.json(payload),
+                    "created_at": created_at,
+                },
+            )
 
     def pending_outbox(self, *, limit: int, case_id: str | None = None) -> list[OutboxEvent]:
         query = sa.select(outbox).where(outbox.c.acked_at.is_(None))
