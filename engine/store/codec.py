@@ -45,6 +45,21 @@ def _pg_time_out(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
+# ``json_stored`` gives the parameter for a JSON column and the value as it reads back after
+# the round trip (tuples become lists, keys become strings), so that a remembered row equals
+# the row a SELECT would return; SQLite reuses the text it writes to get it.
+
+
+def _sqlite_json_stored(value: Any) -> tuple[str, Any]:
+    text = json.dumps(value)
+    return text, json.loads(text)
+
+
+def _pg_json_stored(value: Any) -> tuple[Jsonb, Any]:
+    stored = json.loads(json.dumps(value))
+    return Jsonb(stored), stored
+
+
 @dataclass(frozen=True)
 class Codec:
     """One dialect's conversions and its placeholder style."""
@@ -54,6 +69,7 @@ class Codec:
     time_out: Callable[[Any], datetime | None]
     json: Callable[[Any], Any]
     json_out: Callable[[Any], Any]
+    json_stored: Callable[[Any], tuple[Any, Any]]
     bool_out: Callable[[Any], bool]
 
 
@@ -68,6 +84,7 @@ SQLITE = Codec(
     time_out=_sqlite_time_out,
     json=json.dumps,
     json_out=json.loads,
+    json_stored=_sqlite_json_stored,
     bool_out=bool,
 )
 
@@ -77,6 +94,7 @@ POSTGRESQL = Codec(
     time_out=_pg_time_out,
     json=Jsonb,
     json_out=lambda value: value,
+    json_stored=_pg_json_stored,
     bool_out=bool,
 )
 

@@ -7,7 +7,6 @@ rows; the transaction commits when the block ends and rolls back on any exceptio
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -315,12 +314,6 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _as_stored(value: Any) -> Any:
-    # What a JSON column gives back: a value as it reads after the round trip (tuples become
-    # lists, keys become strings), so a remembered row equals the row a SELECT would return.
-    return json.loads(json.dumps(value))
-
-
 class Tx:
     """One open transaction; every method is one or a few SQL statements.
 
@@ -355,32 +348,10 @@ class Tx:
     # ---- the bare driver ------------------------------------------------------------------
 
     def _run(self, sql: str, params: dict[str, Any]) -> Any:
-        """Execute on the DBAPI cursor; returns the cursor (its rows, its rowcount).
-
-        Whoever listens to SQLAlchemy's cursor events (the benchmark's recorder, the crash
-        tests' fault injection) still sees the statement, as the driver receives it; driver
-        errors are raised as SQLAlchemy's exceptions, as every other statement's are.
-        """
-        conn = self.conn
-        statement = self._codec.sql(sql)
+        """Execute on the DBAPI cursor; returns the cursor (its rows, its rowcount)."""
         if self._cursor is None:
-            self._cursor = conn.connection.cursor()
-        cursor = self._cursor
-        before = conn.dispatch.before_cursor_execute
-        if before:
-            for fn in before:
-                fn(conn, cursor, statement, params, None, False)
-        try:
-            cursor.execute(statement, params)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise DBAPIError.instance(
-                statement, params, exc, conn.dialect.loaded_dbapi.Error
-            ) from exc
-        after = conn.dispatch.after_cursor_execute
-        if after:
-            for fn in after:
-                fn(conn, cursor, statement, params, None, False)
-        return cursor
+            self._cursor = self.conn.connection.cursor()
+        return _driver_execute(self.conn, self._cursor, self._codec.sql(sql), params)
 
     # ---- the identity map ------------------------------------------------------------------
 
@@ -439,10 +410,11 @@ class Tx:
     def insert_case(self, record: CaseRecord) -> None:
         c = self._codec
         flags = sorted(record.flags)
+        data_param, stored = c.json_stored(record.data)
         values = {f: getattr(record, f) for f in _CASE_FIELDS}
         values.update(
             flags=c.json(flags),
-            data=c.json(record.data),
+            data=data_param,
             created_at=c.time(record.created_at),
             updated_at=c.time(record.updated_at),
         )
@@ -451,7 +423,7 @@ class Tx:
             replace(
                 record,
                 flags=frozenset(flags),
-                data=_as_stored(record.data),
+                data=stored,
                 created_at=_utc(record.created_at),
                 updated_at=_utc(record.updated_at),
             )
@@ -474,6 +446,7 @@ class Tx:
         """The optimistic-lock write: succeeds only if nobody stepped the case meanwhile."""
         c = self._codec
         flag_list = sorted(flags)
+        data_param, stored = c.json_stored(data)
         cursor = self._run(
             _SQL_UPDATE_CASE,
             {
@@ -484,7 +457,7 @@ class Tx:
                 "is_open": is_open,
                 "overdue": "overdue" in flag_list,
                 "flags": c.json(flag_list),
-                "data": c.json(data),
+                "data": data_param,
                 "last_hash": last_hash,
                 "updated_at": c.time(updated_at),
             },
@@ -502,7 +475,7 @@ class Tx:
                     is_open=is_open,
                     overdue="overdue" in flag_list,
                     flags=frozenset(flag_list),
-                    data=_as_stored(data),
+                    data=stored,
                     last_hash=last_hash,
                     updated_at=_utc(updated_at),
                 )
@@ -966,9 +939,33 @@ class Store:
         self.engine.dispose()
 
 
+def _driver_execute(conn: Connection, cursor: Any, statement: str, params: Any) -> Any:
+    """Execute on a DBAPI cursor of ``conn``, bypassing SQLAlchemy's execution machinery.
+
+    Whoever listens to SQLAlchemy's cursor events (the benchmark's recorder, the crash tests'
+    fault injection) still sees the statement as the driver receives it, and driver errors
+    are raised as SQLAlchemy's exceptions, as every other statement's are.
+    """
+    before = conn.dispatch.before_cursor_execute
+    if before:
+        for fn in before:
+            fn(conn, cursor, statement, params, None, False)
+    error = conn.dialect.loaded_dbapi.Error
+    try:
+        cursor.execute(statement, params)
+    except error as exc:
+        raise DBAPIError.instance(statement, params, exc, error) from exc
+    after = conn.dispatch.after_cursor_execute
+    if after:
+        for fn in after:
+            fn(conn, cursor, statement, params, None, False)
+    return cursor
+
+
 def _sqlite_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get("omsflow_read", False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+    _driver_execute(conn, conn.connection.cursor(), statement, ())
 
 
 def is_unique_violation(exc: BaseException) -> bool:
