@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from engine.applications import subject_key
 from engine.clock import Clock, SystemClock, ensure_utc
@@ -575,32 +575,48 @@ class Engine:
         self.refuse_auditor(actor, "fire timers")
         limit = ensure_utc(until, "until") if until else self.now()
         report = FireReport()
+        seen: tuple[datetime, int] | None = None
         while True:
             now = self.now()
-            progress = 0
             with self.store.write() as tx:
-                due = tx.due_deadlines(limit, limit=batch, skip_locked=True)
+                due = tx.due_deadlines(limit, limit=batch, skip_locked=True, after=seen)
                 for deadline in due:
                     try:
-                        with tx.conn.begin_nested():
+                        with tx.savepoint():
                             outcome = self._fire_deadline(tx, deadline, now)
-                    except EngineError as exc:
-                        # e.g. another worker stepped the same case meanwhile: retried later
+                    except (OperationalError, InterfaceError):
+                        raise  # the database itself failed: no other timer can fire either
+                    except Exception as exc:
+                        # One case that cannot step (another worker stepped it meanwhile, or
+                        # the database refused its rows) must not hold up the rest: its
+                        # savepoint is rolled back, the timer stays due and is retried later.
+                        problem = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+                        if not isinstance(exc, EngineError):
+                            _log.error(
+                                "timer_failed",
+                                case_id=deadline.case_id,
+                                deadline=deadline.name,
+                                problem=problem,
+                                exc_info=True,
+                            )
                         report.failed += 1
                         report.outcomes.append(
-                            TimerOutcome(deadline, False, None, timedelta(0), str(exc))
+                            TimerOutcome(deadline, False, None, timedelta(0), problem)
                         )
                         continue
-                    progress += 1
                     report.outcomes.append(outcome)
                     if outcome.fired:
                         report.fired += 1
                     else:
                         report.stale += 1
-            # Go on while steps fire: they may arm timers that fall due before ``until``; a
-            # batch of failures alone must not spin.
-            if progress == 0:
+            if not due:
                 return report
+            # Each batch starts past the last: a timer that failed waits for the next run
+            # instead of blocking the ones behind it. Steps arm timers due no earlier than
+            # the one that fired them, so those still come after and fire in this run.
+            last = due[-1]
+            assert last.due_at is not None
+            seen = (last.due_at, last.id)
 
     def recompute_deadlines(self, *, batch: int = 500) -> list[MovedDeadline]:
         """Recompute every armed day-unit deadline under the current calendar data.

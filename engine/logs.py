@@ -51,7 +51,12 @@ def processors(*, json: bool, colors: bool = False) -> list[Processor]:
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ]
     else:
-        chain += [mask_event, structlog.dev.ConsoleRenderer(colors=colors)]
+        # Tracebacks without local variables: those hold applicants' data unmasked.
+        tracebacks = structlog.dev.RichTracebackFormatter(show_locals=False)
+        chain += [
+            mask_event,
+            structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=tracebacks),
+        ]
     return chain
 
 

@@ -130,6 +130,9 @@ _DUE = (
     .order_by(deadlines.c.due_at, deadlines.c.id)
     .limit(sa.bindparam("b_limit"))
 )
+_PAST_SEEN = sa.tuple_(deadlines.c.due_at, deadlines.c.id) > sa.tuple_(
+    sa.bindparam("b_after_due", type_=deadlines.c.due_at.type), sa.bindparam("b_after_id")
+)
 _DUE_OF_CASE = _DUE.where(deadlines.c.case_id == sa.bindparam("b_case"))
 # A worker's claim locks each due timer together with its case: every writer then takes the
 # case's lock before its deadlines' (a step updates the case row first), so a worker and an
@@ -314,6 +317,15 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+class _Scope:
+    """A transaction or savepoint of a ``Tx``; what it remembered is void once it ends."""
+
+    __slots__ = ("active",)
+
+    def __init__(self) -> None:
+        self.active = True
+
+
 class Tx:
     """One open transaction; every method is one or a few SQL statements.
 
@@ -322,9 +334,9 @@ class Tx:
     catch-up and the view after it are served from memory. It is safe because a writing
     transaction holds the case (``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL the step's
     version-checked UPDATE locks the row), and every write here updates what it remembers.
-    Each remembered value is tagged with the innermost transaction or savepoint that last
-    wrote it and is forgotten once that one has ended: a savepoint rolled back (one failed
-    timer among a batch) never leaves a stale case behind.
+    Each remembered value is tagged with the innermost transaction or savepoint (``savepoint``)
+    that last wrote it and is forgotten once that one has ended: a savepoint rolled back (one
+    failed timer among a batch) never leaves a stale case behind.
 
     The statements of a step run on the connection's own DBAPI cursor (``_run``), inside the
     transaction SQLAlchemy opened; the rest go through SQLAlchemy.
@@ -335,8 +347,10 @@ class Tx:
         self.dialect = conn.dialect.name
         self._codec = codec_for(self.dialect)
         self._cursor: Any = None
-        self._cases: dict[str, tuple[Any, CaseRecord]] = {}
-        self._open: dict[str, tuple[Any, list[DeadlineRecord]]] = {}
+        self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
+        self._savepoints = 0
+        self._cases: dict[str, tuple[_Scope, CaseRecord]] = {}
+        self._open: dict[str, tuple[_Scope, list[DeadlineRecord]]] = {}
         # PostgreSQL sorts NULL last, SQLite first: the remembered lists sort as a query would.
         nulls_first = self.dialect != "postgresql"
         self._order: Callable[[DeadlineRecord], tuple[Any, ...]] = lambda d: (
@@ -353,33 +367,48 @@ class Tx:
             self._cursor = self.conn.connection.cursor()
         return _driver_execute(self.conn, self._cursor, self._codec.sql(sql), params)
 
-    # ---- the identity map ------------------------------------------------------------------
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint: an exception inside rolls back what the block wrote, and only that."""
+        self._savepoints += 1
+        name = f"omsflow_sp_{self._savepoints}"
+        self._run(f"SAVEPOINT {name}", {})
+        scope = _Scope()
+        self._scopes.append(scope)
+        try:
+            yield
+        except BaseException:
+            self._end(scope)
+            self._run(f"ROLLBACK TO SAVEPOINT {name}", {})
+            self._run(f"RELEASE SAVEPOINT {name}", {})
+            raise
+        self._end(scope)
+        self._run(f"RELEASE SAVEPOINT {name}", {})
 
-    def _scope(self) -> Any:
-        return self.conn.get_nested_transaction() or self.conn.get_transaction()
+    def _end(self, scope: _Scope) -> None:
+        scope.active = False
+        self._scopes.remove(scope)
+
+    # ---- the identity map ------------------------------------------------------------------
 
     def _recall_case(self, case_id: str) -> CaseRecord | None:
         hit = self._cases.get(case_id)
-        if hit is None or not hit[0].is_active:
+        if hit is None or not hit[0].active:
             return None
         return hit[1]
 
     def _recall_open(self, case_id: str) -> list[DeadlineRecord] | None:
         hit = self._open.get(case_id)
-        if hit is None or not hit[0].is_active:
+        if hit is None or not hit[0].active:
             return None
         return hit[1]
 
     def _remember_case(self, record: CaseRecord) -> None:
-        scope = self._scope()
-        if scope is not None:
-            self._cases[record.id] = (scope, record)
+        self._cases[record.id] = (self._scopes[-1], record)
 
     def _remember_open(self, case_id: str, rows: list[DeadlineRecord]) -> None:
         rows.sort(key=self._order)
-        scope = self._scope()
-        if scope is not None:
-            self._open[case_id] = (scope, rows)
+        self._open[case_id] = (self._scopes[-1], rows)
 
     def _edit_open(self, ids: Sequence[int], edit: Callable[[DeadlineRecord], Any]) -> None:
         """Apply ``edit`` to remembered open deadlines with these ids (None: now closed)."""
@@ -729,11 +758,13 @@ class Tx:
         limit: int,
         case_id: str | None = None,
         skip_locked: bool = False,
+        after: tuple[datetime, int] | None = None,
     ) -> list[DeadlineRecord]:
-        """Armed deadlines due at or before ``until``, oldest first.
+        """Armed deadlines due at or before ``until``, oldest first (by due instant, then id).
 
         With ``skip_locked`` on PostgreSQL the rows are locked for this transaction and rows
         another worker holds are passed over, so two workers never take the same timer.
+        ``after`` (a due instant and id) starts past the timers a caller has already seen.
         """
         if case_id is not None and not skip_locked:
             known = self._recall_open(case_id)
@@ -751,6 +782,9 @@ class Tx:
             query = _DUE_SKIP_LOCKED
         else:
             query = _DUE
+        if after is not None:
+            query = query.where(_PAST_SEEN)
+            params["b_after_due"], params["b_after_id"] = after
         return [_deadline(r) for r in self.conn.execute(query, params)]
 
     def next_due(self) -> datetime | None:
@@ -862,7 +896,11 @@ class Tx:
 
 
 class Store:
-    """A database: its engine, its migrations, its transactions."""
+    """A database: its engine, its migrations, its transactions.
+
+    Database errors never carry a statement's parameters (``hide_parameters``): they are
+    applicants' data, and errors end up in logs.
+    """
 
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.url = normalize_url(url)
@@ -873,11 +911,12 @@ class Store:
             self.engine: Engine = sa.create_engine(
                 self.url,
                 connect_args={"timeout": 30, "check_same_thread": False},
+                hide_parameters=True,
             )
             sa.event.listen(self.engine, "connect", self._sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
         else:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
 
     def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
         # Autocommit at the driver level, so that our own BEGIN (IMMEDIATE) decides locking.
@@ -954,7 +993,7 @@ def _driver_execute(conn: Connection, cursor: Any, statement: str, params: Any) 
     try:
         cursor.execute(statement, params)
     except error as exc:
-        raise DBAPIError.instance(statement, params, exc, error) from exc
+        raise DBAPIError.instance(statement, params, exc, error, hide_parameters=True) from exc
     after = conn.dispatch.after_cursor_execute
     if after:
         for fn in after:

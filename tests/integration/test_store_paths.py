@@ -121,3 +121,17 @@ def test_a_naive_time_is_refused_by_both_paths(db_url: str, path: str) -> None:
             assert tx.conn.execute(sa.select(sa.func.count()).select_from(cases)).scalar() == 0
     finally:
         store.dispose()
+
+
+def test_a_database_error_does_not_carry_the_applicants_data(db_url: str) -> None:
+    store = Store(db_url)
+    store.upgrade()
+    try:
+        with store.write() as tx:
+            tx.insert_case(_record("c4"))
+        with pytest.raises(sa.exc.IntegrityError) as refused, store.write() as tx:
+            tx.insert_case(_record("c4"))
+        assert "Иванова" not in str(refused.value)
+        assert "hidden" in str(refused.value)
+    finally:
+        store.dispose()

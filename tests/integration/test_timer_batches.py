@@ -1,0 +1,89 @@
+"""Timer catch-up runs in batches that commit once, each timer's step in its own savepoint.
+
+A case whose step the database refuses (here a trigger raising for that case alone, as a
+corrupt row or a violated constraint would) is rolled back alone: the other cases of the batch
+fire and commit, the refused case keeps its state, log and armed deadlines, the failure is
+counted and logged as an error, and the timer fires once the cause is gone. With batches of
+one the refused timer heads every batch: it must not stop the run either.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from structlog.testing import capture_logs
+
+from engine.api import Engine
+from engine.testing import ManualClock, person
+from tests.conftest import START
+
+
+def _poison(eng: Engine, case_id: str) -> None:
+    with eng.store.write() as tx:
+        if eng.store.dialect == "sqlite":
+            tx.conn.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON transition_log "
+                f"WHEN NEW.case_id = '{case_id}' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+            )
+        else:
+            tx.conn.exec_driver_sql(
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.case_id = '{case_id}' THEN RAISE EXCEPTION 'poisoned'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            tx.conn.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON transition_log "
+                "FOR EACH ROW EXECUTE FUNCTION poison()"
+            )
+
+
+def _cure(eng: Engine) -> None:
+    with eng.store.write() as tx:
+        if eng.store.dialect == "sqlite":
+            tx.conn.exec_driver_sql("DROP TRIGGER poison")
+        else:
+            tx.conn.exec_driver_sql("DROP TRIGGER poison ON transition_log")
+
+
+@pytest.mark.parametrize("batch", [200, 1])
+def test_one_refused_case_is_rolled_back_alone_and_fires_later(db_url: str, batch: int) -> None:
+    clock = ManualClock(START)
+    with Engine(db_url, clock=clock) as eng:
+        ids = [eng.open_case("restore", person("restore", i), "portal:web").id for i in range(3)]
+        bad = ids[1]
+        before = eng.get_case(bad)
+        _poison(eng, bad)
+        clock.set(START + timedelta(days=10))
+
+        with capture_logs() as logs:
+            report = eng.fire_due_timers(batch=batch)
+
+        assert report.fired == 4  # decision_target and decision_limit of the two good cases
+        assert report.failed >= 2
+        assert {o.deadline.case_id for o in report.outcomes if not o.fired} == {bad}
+        assert all("poisoned" in (o.problem or "") for o in report.outcomes if not o.fired)
+        failures = [e for e in logs if e["event"] == "timer_failed"]
+        assert failures
+        assert {(e["log_level"], e["case_id"]) for e in failures} == {("error", bad)}
+        for good in (ids[0], ids[2]):
+            assert [e.trigger for e in eng.history(good)][1:] == ["target_missed", "flag_overdue"]
+        after = eng.get_case(bad)
+        assert (after.version, after.state, after.deadlines) == (
+            before.version,
+            before.state,
+            before.deadlines,
+        )
+        assert len(eng.history(bad)) == 1
+        assert eng.verify() == {}
+
+        _cure(eng)
+        assert eng.fire_due_timers(batch=batch).fired == 2
+        assert [e.trigger for e in eng.history(bad)][1:] == ["target_missed", "flag_overdue"]
+        with eng.store.read() as tx:
+            armed = tx.conn.execute(
+                sa.text("SELECT COUNT(*) FROM deadlines WHERE status = 'armed'")
+            ).scalar()
+        assert armed == 0
+        assert eng.verify() == {}
