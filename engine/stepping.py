@@ -7,7 +7,6 @@ log entry, the deadline changes (armed, cancelled, paused, resumed, fired), the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,6 +49,21 @@ class Loaded:
             last_hash=r.last_hash,
             active_deadlines={d.name: d.status == "paused" for d in self.deadlines},
         )
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """One step's rows, ready to write: ``Stepper.prepare`` computes it, ``apply`` writes it."""
+
+    result: StepResult
+    case: CaseRecord
+    read_version: int | None  # the version the step was computed from; None: a new case
+    cancel: list[int]
+    pause: list[tuple[int, timedelta]]  # deadline id, working time left
+    resume: list[tuple[int, datetime]]  # deadline id, new due instant
+    arm: list[NewDeadline]
+    outbox: list[tuple[str, str, str, dict[str, Any]]]
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -97,78 +111,58 @@ class Stepper:
         subject_key: str = "",
     ) -> None:
         """Write one computed step; raises Conflict if the case moved since it was read."""
-        entry = result.entry
-        is_open = not compiled.is_terminal(result.to_state)
-        if loaded is None:
-            tx.insert_case(
-                CaseRecord(
-                    id=result.case_id,
-                    type=compiled.definition.type,
-                    definition_version=compiled.definition.version,
-                    state=result.to_state,
-                    version=result.version,
-                    is_open=is_open,
-                    overdue=False,
-                    flags=result.flags,
-                    data=dict(result.data),
-                    zone=zone,
-                    subject_key=subject_key,
-                    last_hash=entry.hash,
-                    created_at=entry.at,
-                    updated_at=now,
-                )
-            )
-            open_deadlines: list[DeadlineRecord] = []
-        else:
-            tx.update_case(
-                result.case_id,
-                loaded.record.version,
-                state=result.to_state,
-                version=result.version,
-                is_open=is_open,
-                flags=result.flags,
-                data=dict(result.data),
-                last_hash=entry.hash,
-                updated_at=now,
-            )
-            open_deadlines = loaded.deadlines
-        tx.append_log(entry)
-        armed = self._apply_deadlines(tx, result, open_deadlines, zone)
-        self._record_notifications(tx, compiled, result, armed, now)
-        log.info(
-            "step",
-            case_id=result.case_id,
-            type=compiled.definition.type,
-            definition_version=compiled.definition.version,
-            trigger=entry.trigger,
-            actor=entry.actor,
-            from_state=result.from_state,
-            to_state=result.to_state,
-            version=result.version,
+        self.apply(
+            tx, self.prepare(loaded, compiled, result, zone=zone, now=now, subject_key=subject_key)
         )
 
-    def _apply_deadlines(
+    def prepare(
         self,
-        tx: Tx,
+        loaded: Loaded | None,
+        compiled: CompiledDefinition,
         result: StepResult,
-        open_deadlines: list[DeadlineRecord],
+        *,
         zone: str,
-    ) -> dict[str, datetime]:
-        at = result.entry.at
-        seq = result.entry.seq
+        now: datetime,
+        subject_key: str = "",
+    ) -> StepWrite:
+        """Everything the step writes, computed without the database.
+
+        Due instants, paused remainders and notification texts are worked out here, so that
+        a caller can do it before it opens the write transaction and hold the database's
+        write lock only for the statements themselves.
+        """
+        entry = result.entry
+        is_open = not compiled.is_terminal(result.to_state)
+        case = CaseRecord(
+            id=result.case_id,
+            type=compiled.definition.type,
+            definition_version=compiled.definition.version,
+            state=result.to_state,
+            version=result.version,
+            is_open=is_open,
+            overdue="overdue" in result.flags,
+            flags=result.flags,
+            data=dict(result.data),
+            zone=zone,
+            subject_key=subject_key if loaded is None else loaded.record.subject_key,
+            last_hash=entry.hash,
+            created_at=entry.at if loaded is None else loaded.record.created_at,
+            updated_at=now,
+        )
+        open_deadlines = loaded.deadlines if loaded is not None else []
+        at = entry.at
         by_name = {d.name: d for d in open_deadlines}
-        cancelled = [by_name[n].id for n in result.cancel if n in by_name]
-        tx.close_deadlines(cancelled, "cancelled", seq, at)
+        pauses = []
         for name in result.pause:
             d = by_name[name]
             assert d.due_at is not None
-            left = remaining(at, d.due_at, d.unit, d.zone, self.calendar)
-            tx.pause_deadline(d.id, left.total_seconds())
+            pauses.append((d.id, remaining(at, d.due_at, d.unit, d.zone, self.calendar)))
+        resumes = []
         for name in result.resume:
             d = by_name[name]
             left = timedelta(seconds=d.remaining_seconds or 0.0)
-            tx.resume_deadline(d.id, resume(at, left, d.unit, d.zone, self.calendar), at)
-        rows = [
+            resumes.append((d.id, resume(at, left, d.unit, d.zone, self.calendar)))
+        arms = [
             NewDeadline(
                 name=arm.spec.name,
                 trigger=arm.spec.trigger,
@@ -181,23 +175,70 @@ class Stepper:
             )
             for arm in result.arm
         ]
-        tx.insert_deadlines(result.case_id, seq, rows)
-        return {r.name: r.due_at for r in rows}
+        return StepWrite(
+            result=result,
+            case=case,
+            read_version=None if loaded is None else loaded.record.version,
+            cancel=[by_name[n].id for n in result.cancel if n in by_name],
+            pause=pauses,
+            resume=resumes,
+            arm=arms,
+            outbox=self._notifications(compiled, result, arms, now),
+            now=now,
+        )
 
-    def _record_notifications(
+    def apply(self, tx: Tx, write: StepWrite) -> None:
+        """Write a prepared step; raises Conflict if the case moved since it was read."""
+        result, case = write.result, write.case
+        entry = result.entry
+        if write.read_version is None:
+            tx.insert_case(case)
+        else:
+            tx.update_case(
+                case.id,
+                write.read_version,
+                state=case.state,
+                version=case.version,
+                is_open=case.is_open,
+                flags=case.flags,
+                data=case.data,
+                last_hash=case.last_hash,
+                updated_at=case.updated_at,
+            )
+        tx.append_log(entry)
+        at, seq = entry.at, entry.seq
+        tx.close_deadlines(write.cancel, "cancelled", seq, at)
+        for deadline_id, left in write.pause:
+            tx.pause_deadline(deadline_id, left.total_seconds())
+        for deadline_id, due_at in write.resume:
+            tx.resume_deadline(deadline_id, due_at, at)
+        tx.insert_deadlines(case.id, seq, write.arm)
+        tx.add_outbox(case.id, seq, write.outbox, write.now)
+        log.info(
+            "step",
+            case_id=case.id,
+            type=case.type,
+            definition_version=case.definition_version,
+            trigger=entry.trigger,
+            actor=entry.actor,
+            from_state=result.from_state,
+            to_state=result.to_state,
+            version=result.version,
+        )
+
+    def _notifications(
         self,
-        tx: Tx,
         compiled: CompiledDefinition,
         result: StepResult,
-        armed: Mapping[str, datetime],
+        armed: list[NewDeadline],
         now: datetime,
-    ) -> None:
+    ) -> list[tuple[str, str, str, dict[str, Any]]]:
         if not result.notify:
-            return
+            return []
         entry = result.entry
         zone = ZoneInfo(str(result.data.get("region_zone") or "Europe/Moscow"))
         # The applicant is told the last moment of the term, in local time.
-        due = min(armed.values(), default=None)
+        due = min((d.due_at for d in armed), default=None)
         due_text = (
             (due - timedelta(seconds=1)).astimezone(zone).strftime("%d.%m.%Y %H:%M")
             if due
@@ -223,7 +264,7 @@ class Stepper:
         for kind in result.notify:
             n = render(kind, context)
             items.append((n.kind, n.audience, n.text, dict(n.payload)))
-        tx.add_outbox(result.case_id, entry.seq, items, now)
+        return items
 
     def fire_timer(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
         """Fire one due timer at its due instant; a timer whose step is no longer valid is stale."""

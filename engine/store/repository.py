@@ -213,11 +213,11 @@ _SQL_CLOSE_DEADLINES = (
 )
 _SQL_PAUSE_DEADLINE = (
     "UPDATE deadlines SET status = 'paused', due_at = NULL, "
-    "remaining_seconds = :remaining_seconds WHERE id = :b_id"
+    "remaining_seconds = :remaining_seconds WHERE id = :b_id AND status = 'armed'"
 )
 _SQL_RESUME_DEADLINE = (
     "UPDATE deadlines SET status = 'armed', due_at = :due_at, resumed_at = :resumed_at "
-    "WHERE id = :b_id"
+    "WHERE id = :b_id AND status = 'paused'"
 )
 _SQL_INSERT_OUTBOX = (
     "INSERT INTO outbox (event_id, case_id, seq, kind, audience, text, payload, created_at) "
