@@ -50,6 +50,8 @@ from engine.timers.calendar import ProductionCalendar
 
 DEFAULT_URL = "sqlite:///omsflow.db"
 OPEN_INDEX = "uq_cases_open_subject_type"
+# Optimistic tries of a step before it takes the case under the lock (a busy case).
+_OPTIMISTIC_ATTEMPTS = 2
 _T = TypeVar("_T")
 _log = structlog.get_logger("omsflow.engine")
 
@@ -212,6 +214,12 @@ def _entry_from_json(raw: Mapping[str, Any]) -> LogEntry:
     )
 
 
+def _replayed(stored: Mapping[str, Any]) -> StepOutcome:
+    return StepOutcome(
+        CaseView.from_json(stored["case"]), _entry_from_json(stored["entry"]), replayed=True
+    )
+
+
 class Engine:
     """Open with a database URL; every method is safe to call from many threads and processes."""
 
@@ -278,15 +286,14 @@ class Engine:
             return run()
         try:
             return run()
-        except (IntegrityError, Conflict, InvalidInput) as exc:
+        except (IntegrityError, EngineError) as exc:
             if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
                 raise
-            if isinstance(exc, InvalidInput) and not any(
-                e.rule == "duplicate_open_case" for e in exc.errors
-            ):
+            if isinstance(exc, IdempotencyMismatch):
                 raise
-            # Maybe a concurrent request with the same key committed first: run once more, to
-            # answer with its stored result (or meet the real conflict again).
+            # Maybe a concurrent request with the same key committed first, and this one met
+            # its effects (a conflict, a duplicate, a trigger no longer allowed): run once
+            # more, to answer with its stored result (or meet the same refusal again).
             return run()
 
     def _open_case(
@@ -322,20 +329,27 @@ class Engine:
             else ""
         )
         today = local_date(now, zone)
+        write = self.stepper.prepare(
+            None, compiled, result, zone=zone, now=now, subject_key=subject
+        )
         try:
-            with self.store.write() as tx:
-                if key is not None:
-                    replay = self._replay(tx, key, fingerprint)
-                    if replay is not None:
-                        return CaseView.from_json(replay["case"])
-                others = [self._other(r) for r in tx.cases_of_subject(subject)]
-                check_open(type_, result.data, others, today)
-                self.stepper.commit(
-                    tx, None, compiled, result, zone=zone, now=now, subject_key=subject
-                )
-                view = self._view(tx, case_id, who, reveal=False)
-                if key is not None:
-                    tx.put_idempotency(key, fingerprint, case_id, {"case": view.to_json()}, now)
+            with self.store.optimistic() as tx:
+                with tx.writing():
+                    if key is not None:
+                        replay = self._replay(tx, key, fingerprint)
+                        if replay is not None:
+                            return CaseView.from_json(replay["case"])
+                    others = [self._other(r) for r in tx.cases_of_subject(subject)]
+                    check_open(type_, result.data, others, today)
+                    self.stepper.apply(tx, write)
+                    if key is not None:
+                        view = self._view(tx, case_id, who, reveal=False)
+                        stored = {"case": view.to_json()}
+                        tx.put_idempotency(key, fingerprint, case_id, stored, now)
+                if key is None:
+                    # after the commit, from what the transaction wrote: the lock is not
+                    # held while the view is built
+                    view = self._view(tx, case_id, who, reveal=False)
         except IntegrityError as exc:
             message = str(exc.orig)
             if not is_unique_violation(exc) or (
@@ -401,7 +415,6 @@ class Engine:
         who = self._actor(actor)
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInput([_not_object("data")])
-        now = self.now()
         fingerprint = (
             _request_hash(
                 {
@@ -418,16 +431,28 @@ class Engine:
             if key is not None
             else ""
         )
+        for _attempt in range(_OPTIMISTIC_ATTEMPTS):
+            quick = self._fire_optimistic(
+                case_id,
+                trigger,
+                who,
+                reason,
+                comment,
+                data,
+                expected_version,
+                key,
+                fingerprint,
+                correlation_id,
+            )
+            if quick is not None:
+                return quick
         error: EngineError | None = None
+        now = self.now()
         with self.store.write() as tx:
             if key is not None:
                 replay = self._replay(tx, key, fingerprint)
                 if replay is not None:
-                    return StepOutcome(
-                        CaseView.from_json(replay["case"]),
-                        _entry_from_json(replay["entry"]),
-                        replayed=True,
-                    )
+                    return _replayed(replay)
             loaded = self.stepper.load(tx, case_id)
             if expected_version is not None and loaded.record.version != expected_version:
                 raise Conflict(case_id, expected_version, loaded.record.version)
@@ -463,6 +488,71 @@ class Engine:
         if error is not None:
             raise error
         return outcome
+
+    def _fire_optimistic(
+        self,
+        case_id: str,
+        trigger: str,
+        who: Actor,
+        reason: str | None,
+        comment: str | None,
+        data: Mapping[str, Any] | None,
+        expected_version: int | None,
+        key: str | None,
+        fingerprint: str,
+        correlation_id: str | None,
+    ) -> StepOutcome | None:
+        """The step computed from a read and written only if the case is still as read.
+
+        Returns None when the case has timers due (they fire first, under the lock) or when
+        another writer stepped the case in between: the caller then tries again.
+        """
+        now = self.now()
+        with self.store.optimistic() as tx:
+            if key is not None:
+                replay = self._replay(tx, key, fingerprint)
+                if replay is not None:
+                    return _replayed(replay)
+            loaded = self.stepper.load(tx, case_id)
+            if expected_version is not None and loaded.record.version != expected_version:
+                raise Conflict(case_id, expected_version, loaded.record.version)
+            if any(d.status == "armed" and d.due_at and d.due_at <= now for d in loaded.deadlines):
+                return None
+            request = StepRequest(
+                trigger,
+                who,
+                now,
+                now,
+                reason=reason,
+                comment=comment,
+                changes=dict(data or {}),
+                correlation_id=correlation_id,
+            )
+            result = loaded.compiled.step(loaded.state(), request)
+            write = self.stepper.prepare(
+                loaded, loaded.compiled, result, zone=loaded.record.zone, now=now
+            )
+            try:
+                with tx.writing():
+                    if key is not None:
+                        replay = self._replay(tx, key, fingerprint)
+                        if replay is not None:
+                            return _replayed(replay)
+                    self.stepper.apply(tx, write)
+                    if key is not None:
+                        outcome = StepOutcome(
+                            self._view(tx, case_id, who, reveal=False), result.entry
+                        )
+                        tx.put_idempotency(key, fingerprint, case_id, outcome.to_json(), now)
+            except Conflict:
+                if expected_version is not None:
+                    raise
+                return None
+            if key is None:
+                # after the commit, from what the transaction wrote: the lock is not held
+                # while the view is built
+                outcome = StepOutcome(self._view(tx, case_id, who, reveal=False), result.entry)
+            return outcome
 
     def _catch_up(self, tx: Tx, loaded: Loaded, now: datetime) -> list[LogEntry]:
         entries: list[LogEntry] = []

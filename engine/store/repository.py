@@ -219,6 +219,7 @@ _SQL_RESUME_DEADLINE = (
     "UPDATE deadlines SET status = 'armed', due_at = :due_at, resumed_at = :resumed_at "
     "WHERE id = :b_id AND status = 'paused'"
 )
+_SQL_GET_IDEMPOTENCY = "SELECT request_hash, result FROM idempotency_keys WHERE key = :b_key"
 _SQL_INSERT_OUTBOX = (
     "INSERT INTO outbox (event_id, case_id, seq, kind, audience, text, payload, created_at) "
     "VALUES (:event_id, :case_id, :seq, :kind, :audience, :text, :payload, :created_at)"
@@ -384,6 +385,12 @@ class Tx:
             raise
         self._end(scope)
         self._run(f"RELEASE SAVEPOINT {name}", {})
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """The write transaction of an optimistic step (``Store.optimistic``)."""
+        with self.conn.begin():
+            yield
 
     def _end(self, scope: _Scope) -> None:
         scope.active = False
@@ -867,12 +874,8 @@ class Tx:
     # ---- idempotency and access ----------------------------------------------------------
 
     def get_idempotency(self, key: str) -> tuple[str, dict[str, Any]] | None:
-        row = self.conn.execute(
-            sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.result).where(
-                idempotency_keys.c.key == key
-            )
-        ).first()
-        return (row[0], dict(row[1])) if row else None
+        row = self._run(_SQL_GET_IDEMPOTENCY, {"b_key": key}).fetchone()
+        return (row[0], dict(self._codec.json_out(row[1]))) if row else None
 
     def put_idempotency(
         self, key: str, request_hash: str, case_id: str, result: dict[str, Any], at: datetime
@@ -931,13 +934,21 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """One write transaction; commits at the end of the block, rolls back on error."""
-        try:
-            with self.engine.begin() as conn:
-                yield Tx(conn)
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE:
-                raise TransactionConflict(str(exc.orig)) from exc
-            raise StoreUnavailable(f"database error: {exc.orig}") from exc
+        with _store_errors(), self.engine.begin() as conn:
+            yield Tx(conn)
+
+    @contextmanager
+    def optimistic(self) -> Iterator[Tx]:
+        """A step computed from what it read, then written only if that is still so.
+
+        The reads (``get_case``, ``open_deadlines``, ``get_idempotency``) run at once,
+        outside any transaction; ``tx.writing()`` then opens the write transaction, in which
+        the case's version check proves that nobody stepped the case in between (a
+        ``Conflict`` otherwise). The database's write lock is held for the writes alone,
+        not for the reading and the computing, so that other writers run meanwhile.
+        """
+        with _store_errors(), self.engine.connect() as conn:
+            yield Tx(conn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -976,6 +987,17 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """The database's own failures as the engine's errors."""
+    try:
+        yield
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) in _RETRYABLE:
+            raise TransactionConflict(str(exc.orig)) from exc
+        raise StoreUnavailable(f"database error: {exc.orig}") from exc
 
 
 def _driver_execute(conn: Connection, cursor: Any, statement: str, params: Any) -> Any:
