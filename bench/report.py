@@ -46,18 +46,24 @@ def derive(runs: list[dict[str, Any]]) -> dict[str, Any]:
     targets = []
     for run in runs:
         for (backend, sync, name), want in TARGETS.items():
-            w = run["workloads"].get(name)
-            if run["backend"] == backend and run["sync"] == sync and w and w["ratio"] is not None:
-                targets.append(
-                    {
-                        "what": f"{backend} {sync} {name} engine/limit, size {run['size']}",
-                        "measured": w["ratio"],
-                        "target": want,
-                        "met": w["ratio"] >= want,
-                    }
-                )
+            if run["backend"] != backend or run["sync"] != sync:
+                continue
+            # the steps target holds for steps from several processes too (a back office
+            # runs many), where a step's computing can overlap another's flush
+            names = [name, "steps_2p", "steps_4p"] if name == "steps" else [name]
+            for shown in names:
+                w = run["workloads"].get(shown)
+                if w and w["ratio"] is not None:
+                    targets.append(
+                        {
+                            "what": f"{backend} {sync} {shown} engine/limit, size {run['size']}",
+                            "measured": w["ratio"],
+                            "target": want,
+                            "met": w["ratio"] >= want,
+                        }
+                    )
         one, four = run["workloads"].get("steps_1p"), run["workloads"].get("steps_4p")
-        if one and four:
+        if run["backend"] == "postgresql" and one and four:
             speedup = round(four["engine_per_s"] / one["engine_per_s"], 2)
             targets.append(
                 {

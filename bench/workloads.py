@@ -216,12 +216,11 @@ def _run_pair(
     phases[-1].ops = streamed[0]
     engine.close()
 
-    if backend == "postgresql":
-        for procs in (1, 2, 4):
-            say(f"  steps with {procs} processes")
-            phases.append(
-                _processes(pair.engine_url, sync, procs, plan.proc_cases, base + 100_000 * procs)
-            )
+    for procs in (1, 2, 4):
+        say(f"  steps with {procs} processes")
+        phases.append(
+            _processes(pair.engine_url, sync, procs, plan.proc_cases, base + 100_000 * procs)
+        )
 
     say("  replaying on the bare driver")
     _replay(pair, backend, sync, phases)
@@ -251,7 +250,9 @@ def _replay(pair: data.Pair, backend: str, sync: str, phases: list[Phase]) -> No
         if phase.due_before:
             _fill_due(backend, pair.limit_url, phase.due_before)
         if phase.per_proc:
-            phase.limit_s = _replay_processes(pair.limit_url, phase.per_proc_setup, phase.per_proc)
+            phase.limit_s = _replay_processes(
+                backend, pair.limit_url, sync, phase.per_proc_setup, phase.per_proc
+            )
         elif backend == "sqlite":
             conn = data.sqlite_path(pair.limit_url)
             lite = sqlite_connect(conn, sync)
@@ -262,7 +263,7 @@ def _replay(pair: data.Pair, backend: str, sync: str, phases: list[Phase]) -> No
                 phase.limit_s = replay_psycopg(pg, phase.events)
 
 
-# ---- PostgreSQL: the same steps from several processes ---------------------------------
+# ---- the same steps from several processes ----------------------------------------------
 
 
 def _proc_engine(url: str, sync: str, first: int, n: int, barrier: Any, queue: Any) -> None:
@@ -303,9 +304,24 @@ def _processes(url: str, sync: str, procs: int, n: int, first: int) -> Phase:
 
 
 def _proc_replay(
-    conninfo: str, setup: list[Event], events: list[Event], barrier: Any, queue: Any
+    backend: str,
+    url: str,
+    sync: str,
+    setup: list[Event],
+    events: list[Event],
+    barrier: Any,
+    queue: Any,
 ) -> None:
-    with psycopg.connect(conninfo) as conn:
+    if backend == "sqlite":
+        lite = sqlite_connect(data.sqlite_path(url), sync)
+        replay_sqlite(lite, setup)
+        barrier.wait()
+        start = time.perf_counter()
+        replay_sqlite(lite, events)
+        queue.put((start, time.perf_counter()))
+        lite.close()
+        return
+    with psycopg.connect(data.conninfo(url)) as conn:
         replay_psycopg(conn, setup)
         barrier.wait()
         start = time.perf_counter()
@@ -313,12 +329,14 @@ def _proc_replay(
         queue.put((start, time.perf_counter()))
 
 
-def _replay_processes(url: str, setup: list[list[Event]], per_proc: list[list[Event]]) -> float:
+def _replay_processes(
+    backend: str, url: str, sync: str, setup: list[list[Event]], per_proc: list[list[Event]]
+) -> float:
     # The engine processes' opens were not timed, and neither are they here: only the steps.
     ctx = mp.get_context("fork")
     barrier, queue = ctx.Barrier(len(per_proc)), ctx.Queue()
     workers = [
-        ctx.Process(target=_proc_replay, args=(data.conninfo(url), su, ev, barrier, queue))
+        ctx.Process(target=_proc_replay, args=(backend, url, sync, su, ev, barrier, queue))
         for su, ev in zip(setup, per_proc, strict=True)
     ]
     for w in workers:
