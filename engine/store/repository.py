@@ -116,14 +116,6 @@ def normalize_url(url: str) -> str:
 # Statements SQLAlchemy runs are built once, with bind parameters, at import: one built per
 # call (``.where(...).values(...)``) costs 100-450 us of Python to construct and to derive its
 # cache key. The step's own statements bypass SQLAlchemy altogether (``_SQL_*`` below).
-_OPEN_DEADLINES_OF = (
-    sa.select(deadlines)
-    .where(
-        deadlines.c.case_id.in_(sa.bindparam("b_cases", expanding=True)),
-        deadlines.c.status.in_(OPEN_DEADLINE),
-    )
-    .order_by(deadlines.c.due_at, deadlines.c.id)
-)
 _DUE = (
     sa.select(deadlines)
     .where(deadlines.c.status == "armed", deadlines.c.due_at <= sa.bindparam("b_until"))
@@ -176,6 +168,11 @@ _SQL_UPDATE_CASE = (
     "overdue = :overdue, flags = :flags, data = :data, last_hash = :last_hash, "
     "updated_at = :updated_at WHERE id = :b_id AND version = :b_version"
 )
+# ``{where}`` is built from fixed column names; every value is a bind parameter
+_SQL_LIST_CASES = (
+    f"SELECT {_SQL_CASE_COLUMNS} FROM cases WHERE {{where}} "  # noqa: S608
+    "ORDER BY created_at DESC, id DESC LIMIT :b_limit"
+)
 _SQL_CASE_VERSION = "SELECT version FROM cases WHERE id = :b_id"
 _LOG_FIELDS = (
     "case_id",
@@ -201,6 +198,10 @@ _SQL_INSERT_LOG = (
 _SQL_OPEN_DEADLINES = (
     f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
     "WHERE case_id = :b_case AND status IN ('armed', 'paused') ORDER BY due_at, id"
+)
+_SQL_OPEN_DEADLINES_OF = (
+    f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
+    "WHERE case_id IN ({ids}) AND status IN ('armed', 'paused') ORDER BY due_at, id"
 )
 _SQL_INSERT_DEADLINE = (
     'INSERT INTO deadlines (case_id, name, "trigger", amount, unit, zone, status, event_at, '
@@ -526,16 +527,17 @@ class Tx:
         is_open: bool | None = None,
         limit: int = 50,
     ) -> list[CaseRecord]:
-        query = sa.select(cases).order_by(cases.c.created_at.desc(), cases.c.id.desc())
-        if type_:
-            query = query.where(cases.c.type == type_)
-        if state:
-            query = query.where(cases.c.state == state)
-        if overdue is not None:
-            query = query.where(cases.c.overdue == overdue)
-        if is_open is not None:
-            query = query.where(cases.c.is_open == is_open)
-        records = [_case(r) for r in self.conn.execute(query.limit(limit))]
+        filters: dict[str, Any] = {
+            "type": type_ or None,
+            "state": state or None,
+            "overdue": overdue,
+            "is_open": is_open,
+        }
+        used = {name: value for name, value in filters.items() if value is not None}
+        where = " AND ".join(f"{name} = :{name}" for name in used) or "1 = 1"
+        sql = _SQL_LIST_CASES.format(where=where)
+        rows = self._run(sql, {**used, "b_limit": limit}).fetchall()
+        records = [_raw_case(r, self._codec) for r in rows]
         # A listing is shown case by case: fetch the open deadlines of all of them at once.
         self._prefetch(records)
         return records
@@ -553,8 +555,10 @@ class Tx:
         if not records:
             return
         found: dict[str, list[DeadlineRecord]] = {r.id: [] for r in records}
-        for row in self.conn.execute(_OPEN_DEADLINES_OF, {"b_cases": list(found)}):
-            d = _deadline(row)
+        marks = ", ".join(f":c{n}" for n in range(len(found)))
+        params = {f"c{n}": case_id for n, case_id in enumerate(found)}
+        for row in self._run(_SQL_OPEN_DEADLINES_OF.format(ids=marks), params).fetchall():
+            d = _raw_deadline(row, self._codec)
             found[d.case_id].append(d)
         for record in records:
             self._remember_case(record)
