@@ -61,23 +61,33 @@ PERSONAL_KEYS: Final[frozenset[str]] = (
 )
 
 
+# runs of ``str.isalnum`` characters: word characters without the underscore
+_ALNUM_RUN: Final = re.compile(r"[^\W_]+")
+_NON_DIGITS: Final = re.compile(r"[^0-9]")
+_ISO_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_RU_DATE: Final = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{4}")
+
+
+def _starred(match: re.Match[str]) -> str:
+    return "*" * len(match.group())
+
+
 def mask_tail(value: str, keep: int) -> str:
     """Replace every letter and digit with ``*`` except the last ``keep`` of them; punctuation
     and spaces stay so the shape remains recognisable."""
-    remaining = sum(ch.isalnum() for ch in value)
-    out: list[str] = []
-    for ch in value:
-        if ch.isalnum():
-            out.append(ch if remaining <= keep else "*")
-            remaining -= 1
-        else:
-            out.append(ch)
-    return "".join(out)
+    # Find where the kept tail starts by walking back over it only; the head is masked in one
+    # regex pass instead of character by character in Python.
+    cut = len(value)
+    kept = 0
+    while cut and kept < keep:
+        cut -= 1
+        kept += value[cut].isalnum()
+    return _ALNUM_RUN.sub(_starred, value[:cut]) + value[cut:]
 
 
 def mask_snils(value: str) -> str:
     """``112-233-445 95`` or ``11223344595`` -> ``***-***-*** 95``."""
-    digits = re.sub(r"[^0-9]", "", value)
+    digits = _NON_DIGITS.sub("", value)
     if len(digits) == 11:
         return f"***-***-*** {digits[-2:]}"
     return mask_tail(value, 2)
@@ -90,9 +100,9 @@ def mask_name(value: str) -> str:
 
 def mask_date(value: str) -> str:
     """Keep the year only: ``1987-03-25`` -> ``1987-**-**``, ``25.03.1987`` -> ``**.**.1987``."""
-    if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+    if _ISO_DATE.fullmatch(value):
         return f"{value[:4]}-**-**"
-    if re.fullmatch(r"[0-9]{2}\.[0-9]{2}\.[0-9]{4}", value):
+    if _RU_DATE.fullmatch(value):
         return f"**.**.{value[-4:]}"
     return STARS
 
@@ -130,8 +140,15 @@ def _masker(key: str) -> Callable[[str], str]:
         return lambda value: mask_tail(value, 2)
     if key == "passport_series":
         return lambda value: mask_tail(value, 0)
-    return lambda _value: STARS
+    return _stars
 
+
+def _stars(_value: str) -> str:
+    return STARS
+
+
+# decided once per key, not per value: views mask a whole application on every read
+_MASKERS: Final[dict[str, Callable[[str], str]]] = {key: _masker(key) for key in PERSONAL_KEYS}
 
 # inside a passport object the generic names "series"/"number" are personal too
 _PASSPORT_FIELDS: Final[dict[str, Callable[[str], str]]] = {
@@ -142,6 +159,8 @@ _PASSPORT_FIELDS: Final[dict[str, Callable[[str], str]]] = {
 
 
 def _mask_leaf(value: Any, masker: Callable[[str], str]) -> Any:
+    if type(value) is str:  # nearly every value: spare it the abstract-class checks below
+        return masker(value)
     if value is None:
         return None
     if isinstance(value, Mapping):
@@ -155,12 +174,15 @@ def _mask_leaf(value: Any, masker: Callable[[str], str]) -> Any:
 
 def _mask_passport(value: Any) -> Any:
     if not isinstance(value, Mapping):
-        return _mask_leaf(value, lambda _value: STARS)
+        return _mask_leaf(value, _stars)
     out: dict[Any, Any] = {}
     for key, item in value.items():
-        masker = _PASSPORT_FIELDS.get(str(key), lambda _value: STARS)
-        out[key] = _mask_leaf(item, masker)
+        out[key] = _mask_leaf(item, _PASSPORT_FIELDS.get(str(key), _stars))
     return out
+
+
+# JSON scalars outside personal keys are kept as they are, without a recursive call each
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def mask_data(obj: Any) -> Any:
@@ -171,8 +193,10 @@ def mask_data(obj: Any) -> Any:
             name = key.lower() if isinstance(key, str) else key
             if name == "passport":
                 out[key] = _mask_passport(value)
-            elif name in PERSONAL_KEYS:
-                out[key] = _mask_leaf(value, _masker(name))
+            elif (masker := _MASKERS.get(name)) is not None:
+                out[key] = _mask_leaf(value, masker)
+            elif type(value) in _SCALARS:
+                out[key] = value
             else:
                 out[key] = mask_data(value)
         return out

@@ -145,9 +145,15 @@ class CompiledDefinition:
         self.path = path
         self.deadlines = definition.deadline_specs()
         self._by_source: dict[tuple[str, str], TransitionSpec] = {}
+        self._roles: dict[tuple[str, str], frozenset[str]] = {}
+        # per state, in definition order: what allowed_triggers walks on every view
+        self._from_state: dict[str, list[tuple[TransitionSpec, frozenset[str]]]] = {}
         for tr in definition.transitions:
+            roles = _roles(tr)
             for src in tr.source:
                 self._by_source[(tr.trigger, src)] = tr
+                self._roles[(tr.trigger, src)] = roles
+                self._from_state.setdefault(src, []).append((tr, roles))
         self.machine = Machine(
             model=None,
             states=list(definition.states),
@@ -179,12 +185,14 @@ class CompiledDefinition:
     def allowed_triggers(self, case: CaseState, role: str) -> list[str]:
         """Triggers ``role`` may fire on ``case`` now (state, role and guards all allow)."""
         out = []
-        for tr in self.definition.transitions:
-            if case.state not in tr.source or role not in _roles(tr):
+        for tr, roles in self._from_state.get(case.state, ()):
+            if role not in roles:
                 continue
-            ctx = _context(case, tr.trigger, role, None, None, case.data, {})
-            if all(GUARDS[g](ctx) for g in tr.guards):
-                out.append(tr.trigger)
+            if tr.guards:
+                ctx = _context(case, tr.trigger, role, None, None, case.data, {})
+                if not all(GUARDS[g](ctx) for g in tr.guards):
+                    continue
+            out.append(tr.trigger)
         return out
 
     # ---- computing steps -----------------------------------------------------------------
@@ -242,7 +250,7 @@ class CompiledDefinition:
         """Compute one step; raises NotPermitted or InvalidInput and then nothing is written."""
         role = request.actor.role
         tr = self.transition(request.trigger, case.state)
-        if tr is None or role not in _roles(tr):
+        if tr is None or role not in self._roles[(tr.trigger, case.state)]:
             where = (
                 f"in state {case.state!r}"
                 if tr is None

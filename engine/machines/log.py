@@ -16,9 +16,13 @@ from typing import Any
 GENESIS = "0" * 64
 
 
+# what json.dumps builds on every call with these options, built once
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """One text for one value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def _iso(value: datetime) -> str:

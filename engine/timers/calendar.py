@@ -54,6 +54,8 @@ class ProductionCalendar:
             checked[year] = data
         self._years: Mapping[int, YearData] = MappingProxyType(checked)
         self._fingerprint = _fingerprint(checked)
+        # The data never changes, and every deadline counts over the same few weeks of days.
+        self._working: dict[date, bool] = {}
 
     @classmethod
     def russia(cls) -> ProductionCalendar:
@@ -115,7 +117,10 @@ class ProductionCalendar:
 
     def is_working_day(self, d: date) -> bool:
         """Whether ``d`` is a working day; CalendarYearMissing for a year not in the data."""
-        return _is_working_in(self.year_data(d.year), d)
+        known = self._working.get(d)
+        if known is None:
+            known = self._working[d] = _is_working_in(self.year_data(d.year), d)
+        return known
 
     def non_working_days(self, year: int) -> list[date]:
         """Every non-working day of ``year``, ordinary weekends included, sorted."""

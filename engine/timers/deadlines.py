@@ -13,6 +13,7 @@ Every instant returned is an aware UTC datetime.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -152,7 +153,9 @@ def _local_days(start: datetime, tz: ZoneInfo) -> Iterator[tuple[date, datetime,
         day, day_start = next_day, day_end
 
 
+@functools.lru_cache(maxsize=4096)
 def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    # cached: the deadlines of all cases fall on the same few weeks of local midnights
     return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 
