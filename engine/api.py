@@ -214,6 +214,27 @@ def _entry_from_json(raw: Mapping[str, Any]) -> LogEntry:
     )
 
 
+def _step_request(
+    trigger: str,
+    who: Actor,
+    now: datetime,
+    reason: str | None,
+    comment: str | None,
+    data: Mapping[str, Any] | None,
+    correlation_id: str | None,
+) -> StepRequest:
+    return StepRequest(
+        trigger,
+        who,
+        now,
+        now,
+        reason=reason,
+        comment=comment,
+        changes=dict(data or {}),
+        correlation_id=correlation_id,
+    )
+
+
 def _replayed(stored: Mapping[str, Any]) -> StepOutcome:
     return StepOutcome(
         CaseView.from_json(stored["case"]), _entry_from_json(stored["entry"]), replayed=True
@@ -347,9 +368,7 @@ class Engine:
                         stored = {"case": view.to_json()}
                         tx.put_idempotency(key, fingerprint, case_id, stored, now)
                 if key is None:
-                    # after the commit, from what the transaction wrote: the lock is not
-                    # held while the view is built
-                    view = self._view(tx, case_id, who, reveal=False)
+                    view = self._view(tx, case_id, who, reveal=False)  # see _fire_optimistic
         except IntegrityError as exc:
             message = str(exc.orig)
             if not is_unique_violation(exc) or (
@@ -459,16 +478,7 @@ class Engine:
             timer_entries = self._catch_up(tx, loaded, now)
             if timer_entries:
                 loaded = self.stepper.load(tx, case_id)
-            request = StepRequest(
-                trigger,
-                who,
-                now,
-                now,
-                reason=reason,
-                comment=comment,
-                changes=dict(data or {}),
-                correlation_id=correlation_id,
-            )
+            request = _step_request(trigger, who, now, reason, comment, data, correlation_id)
             try:
                 result = loaded.compiled.step(loaded.state(), request)
             except EngineError as exc:
@@ -518,16 +528,7 @@ class Engine:
                 raise Conflict(case_id, expected_version, loaded.record.version)
             if any(d.status == "armed" and d.due_at and d.due_at <= now for d in loaded.deadlines):
                 return None
-            request = StepRequest(
-                trigger,
-                who,
-                now,
-                now,
-                reason=reason,
-                comment=comment,
-                changes=dict(data or {}),
-                correlation_id=correlation_id,
-            )
+            request = _step_request(trigger, who, now, reason, comment, data, correlation_id)
             result = loaded.compiled.step(loaded.state(), request)
             write = self.stepper.prepare(
                 loaded, loaded.compiled, result, zone=loaded.record.zone, now=now
