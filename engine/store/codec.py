@@ -30,7 +30,9 @@ def _aware(value: datetime) -> datetime:
 
 def _sqlite_time(value: datetime | None) -> str | None:
     # SQLAlchemy's SQLite DATETIME storage format: fixed width, so text order is time order.
-    return None if value is None else format(_aware(value), "%Y-%m-%d %H:%M:%S.%f")
+    if value is None:
+        return None
+    return _aware(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_time_out(value: str | None) -> datetime | None:

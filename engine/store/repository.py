@@ -349,6 +349,8 @@ class Tx:
         self.dialect = conn.dialect.name
         self._codec = codec_for(self.dialect)
         self._cursor: Any = None
+        # looked up once: SQLAlchemy builds these listener views on every attribute access
+        self._listeners = (conn.dispatch.before_cursor_execute, conn.dispatch.after_cursor_execute)
         self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
         self._savepoints = 0
         self._cases: dict[str, tuple[_Scope, CaseRecord]] = {}
@@ -367,7 +369,9 @@ class Tx:
         """Execute on the DBAPI cursor; returns the cursor (its rows, its rowcount)."""
         if self._cursor is None:
             self._cursor = self.conn.connection.cursor()
-        return _driver_execute(self.conn, self._cursor, self._codec.sql(sql), params)
+        return _driver_execute(
+            self.conn, self._cursor, self._codec.sql(sql), params, self._listeners
+        )
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -1004,14 +1008,21 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database error: {exc.orig}") from exc
 
 
-def _driver_execute(conn: Connection, cursor: Any, statement: str, params: Any) -> Any:
+def _driver_execute(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    params: Any,
+    listeners: tuple[Any, Any] | None = None,
+) -> Any:
     """Execute on a DBAPI cursor of ``conn``, bypassing SQLAlchemy's execution machinery.
 
     Whoever listens to SQLAlchemy's cursor events (the benchmark's recorder, the crash tests'
     fault injection) still sees the statement as the driver receives it, and driver errors
     are raised as SQLAlchemy's exceptions, as every other statement's are.
     """
-    before = conn.dispatch.before_cursor_execute
+    dispatch = conn.dispatch
+    before, after = listeners or (dispatch.before_cursor_execute, dispatch.after_cursor_execute)
     if before:
         for fn in before:
             fn(conn, cursor, statement, params, None, False)
@@ -1020,7 +1031,6 @@ def _driver_execute(conn: Connection, cursor: Any, statement: str, params: Any) 
         cursor.execute(statement, params)
     except error as exc:
         raise DBAPIError.instance(statement, params, exc, error, hide_parameters=True) from exc
-    after = conn.dispatch.after_cursor_execute
     if after:
         for fn in after:
             fn(conn, cursor, statement, params, None, False)

@@ -15,6 +15,7 @@ import pytest
 from bench.__main__ import run
 
 WORKLOADS = {"open", "steps", "timers", "get_case", "list_overdue", "audit_stream"}
+PROCESSES = {"steps_1p", "steps_2p", "steps_4p"}
 
 
 def _check(result: dict[str, Any], backend: str, extra: set[str]) -> None:
@@ -45,7 +46,7 @@ def test_smoke_sqlite(tmp_path: Path) -> None:
         quiet=True,
         work_dir=tmp_path,
     )
-    _check(json.loads(out.read_text(encoding="utf-8")), "sqlite", set())
+    _check(json.loads(out.read_text(encoding="utf-8")), "sqlite", PROCESSES)
 
 
 @pytest.mark.pg
@@ -61,8 +62,4 @@ def test_smoke_postgresql(pg_url: str, tmp_path: Path) -> None:
         quiet=True,
         work_dir=tmp_path,
     )
-    _check(
-        json.loads(out.read_text(encoding="utf-8")),
-        "postgresql",
-        {"steps_1p", "steps_2p", "steps_4p"},
-    )
+    _check(json.loads(out.read_text(encoding="utf-8")), "postgresql", PROCESSES)
