@@ -66,8 +66,11 @@ class InMemoryRegistries:
     """Fake FOMS registry, Social Fund and insurers' registry in one object, seeded by hand.
 
     ``down`` names the registries that fail (``"foms"``, ``"social_fund"``, ``"insurers"``),
-    to rehearse outages; ``calls`` counts the look-ups made.
+    to rehearse outages (``set_down`` checks the names); ``calls`` counts the look-ups made.
     """
+
+    NAMES: tuple[str, ...] = ("foms", "social_fund", "insurers")
+    """The registries this fake stands in for, as ``down`` names them."""
 
     def __init__(self) -> None:
         self.people: dict[str, PersonRecord] = {}
@@ -79,6 +82,13 @@ class InMemoryRegistries:
 
     def ports(self) -> Registries:
         return Registries(foms=self, social_fund=self, insurers=self)
+
+    def set_down(self, *names: str) -> None:
+        """Make exactly ``names`` unavailable (none: every registry answers again)."""
+        unknown = sorted(set(names) - set(self.NAMES))
+        if unknown:
+            raise ValueError(f"unknown registries {unknown}; known: {', '.join(self.NAMES)}")
+        self.down = set(names)
 
     def _ask(self, registry: str) -> None:
         self.calls += 1
