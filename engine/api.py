@@ -570,9 +570,10 @@ class Engine:
     def _fire_deadline(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
         loaded = self.stepper.load(tx, deadline.case_id)
         found = loaded.compiled.deadlines.get(deadline.name)
-        if found is None or found[0].check is None:
+        current = loaded.armed(deadline.id)
+        if found is None or found[0].check is None or current is None:
             return self.stepper.fire_timer(tx, deadline, now)
-        return self._run_check(tx, loaded, deadline, found[0], now)
+        return self._run_check(tx, loaded, current, found[0], now)
 
     def _run_check(
         self, tx: Tx, loaded: Loaded, deadline: DeadlineRecord, spec: DeadlineSpec, now: datetime
@@ -589,10 +590,13 @@ class Engine:
         try:
             decided = CHECKS[spec.check](loaded.record.data, self.registries)
         except RegistryUnavailable as exc:
+            # the check's own failed attempts, not a retry someone fired by hand
             failures = sum(
                 1
                 for e in tx.history(deadline.case_id)
-                if e.seq > deadline.armed_seq and e.trigger == spec.trigger
+                if e.seq > deadline.armed_seq
+                and e.trigger == spec.trigger
+                and e.actor == str(actor)
             )
             attempt = failures + 1
             if attempt >= spec.attempts:
@@ -666,48 +670,61 @@ class Engine:
         self.refuse_auditor(actor, "fire timers")
         limit = ensure_utc(until, "until") if until else self.now()
         report = FireReport()
-        seen: tuple[datetime, int] | None = None
+        # Cases whose timer failed in this run: they wait for the next run instead of
+        # heading every batch and holding up the timers behind them.
+        failed: set[str] = set()
         while True:
             now = self.now()
             with self.store.write() as tx:
-                due = tx.due_deadlines(limit, limit=batch, skip_locked=True, after=seen)
-                for deadline in due:
-                    try:
-                        with tx.savepoint():
-                            outcome = self._fire_deadline(tx, deadline, now)
-                    except (OperationalError, InterfaceError):
-                        raise  # the database itself failed: no other timer can fire either
-                    except Exception as exc:
-                        # One case that cannot step (another worker stepped it meanwhile, or
-                        # the database refused its rows) must not hold up the rest: its
-                        # savepoint is rolled back, the timer stays due and is retried later.
-                        problem = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
-                        if not isinstance(exc, EngineError):
-                            _log.error(
-                                "timer_failed",
-                                case_id=deadline.case_id,
-                                deadline=deadline.name,
-                                problem=problem,
-                                exc_info=True,
-                            )
-                        report.failed += 1
-                        report.outcomes.append(
-                            TimerOutcome(deadline, False, None, timedelta(0), problem)
-                        )
-                        continue
-                    report.outcomes.append(outcome)
-                    if outcome.fired:
-                        report.fired += 1
-                    else:
-                        report.stale += 1
+                due = tx.due_deadlines(
+                    limit, limit=batch, skip_locked=True, skip_cases=frozenset(failed)
+                )
+                for case_id in dict.fromkeys(d.case_id for d in due):
+                    if not self._catch_up_case(tx, case_id, limit, now, report):
+                        failed.add(case_id)
             if not due:
                 return report
-            # Each batch starts past the last: a timer that failed waits for the next run
-            # instead of blocking the ones behind it. Steps arm timers due no earlier than
-            # the one that fired them, so those still come after and fire in this run.
-            last = due[-1]
-            assert last.due_at is not None
-            seen = (last.due_at, last.id)
+
+    def _catch_up_case(
+        self, tx: Tx, case_id: str, until: datetime, now: datetime, report: FireReport
+    ) -> bool:
+        """Fire one case's timers due by ``until`` in due order, each in its own savepoint.
+
+        The next timer is taken from the case as it is after the last one, so a timer that a
+        fired step armed, moved (a registry retry) or paused is seen as it now is, and the
+        case's log stays in time order. Returns False when a timer failed: its savepoint is
+        rolled back, it stays due, and the case's later timers wait with it.
+        """
+        while True:
+            due = tx.due_deadlines(until, limit=1, case_id=case_id)
+            if not due:
+                return True
+            deadline = due[0]
+            try:
+                with tx.savepoint():
+                    outcome = self._fire_deadline(tx, deadline, now)
+            except (OperationalError, InterfaceError):
+                raise  # the database itself failed: no other timer can fire either
+            except Exception as exc:
+                # One case that cannot step (another worker stepped it meanwhile, or the
+                # database refused its rows) must not hold up the rest.
+                problem = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+                if not isinstance(exc, EngineError):
+                    _log.error(
+                        "timer_failed",
+                        case_id=case_id,
+                        deadline=deadline.name,
+                        problem=problem,
+                        exc_info=True,
+                    )
+                report.failed += 1
+                report.outcomes.append(TimerOutcome(deadline, False, None, timedelta(0), problem))
+                return False
+            report.outcomes.append(outcome)
+            if outcome.fired:
+                report.fired += 1
+            else:
+                report.stale += 1
 
     def recompute_deadlines(self, *, batch: int = 500) -> list[MovedDeadline]:
         """Recompute every armed day-unit deadline under the current calendar data.

@@ -35,6 +35,13 @@ class Loaded:
     compiled: CompiledDefinition
     deadlines: list[DeadlineRecord]
 
+    def armed(self, deadline_id: int) -> DeadlineRecord | None:
+        """The deadline as the case holds it now, if it is still armed (not paused, not closed)."""
+        for d in self.deadlines:
+            if d.id == deadline_id:
+                return d if d.status == "armed" else None
+        return None
+
     def state(self) -> CaseState:
         r = self.record
         return CaseState(
@@ -269,11 +276,12 @@ class Stepper:
     def fire_timer(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
         """Fire one due timer at its due instant; a timer whose step is no longer valid is stale."""
         loaded = self.load(tx, deadline.case_id)
-        if deadline.id not in {d.id for d in loaded.deadlines}:
+        current = loaded.armed(deadline.id)
+        if current is None:
             assert deadline.due_at is not None
             lateness = max(now - deadline.due_at, timedelta(0))
-            return TimerOutcome(deadline, False, None, lateness, "already closed")
-        return self.fire_as(tx, loaded, deadline, deadline.trigger, TIMER_ACTOR, now)
+            return TimerOutcome(deadline, False, None, lateness, "no longer armed")
+        return self.fire_as(tx, loaded, current, current.trigger, TIMER_ACTOR, now)
 
     def fire_as(
         self,

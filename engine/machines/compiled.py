@@ -391,15 +391,21 @@ class CompiledDefinition:
         ctx: StepContext,
     ) -> tuple[tuple[DeadlineArm, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
         arm = list(_armable(tr.arms, ctx, request.at))
-        cancel: list[str] = []
+        # A transition that arms a deadline already running restarts it: one row per name.
+        restart = [
+            a.spec.name
+            for a in arm
+            if a.spec.name in case.active_deadlines and a.spec.name != request.deadline
+        ]
+        cancel: list[str] = list(restart)
         pause: list[str] = []
         resume: list[str] = []
         if tr.internal:
-            return tuple(arm), (), (), ()
+            return tuple(arm), tuple(cancel), (), ()
         entering = self.definition.states[to_state]
         reentry = {s.name for s in entering.deadlines} if to_state == case.state else set()
         for name, paused in case.active_deadlines.items():
-            if name == request.deadline:
+            if name == request.deadline or name in restart:
                 continue
             spec, armed_for = self.deadlines[name]
             live = self.definition.live_states(spec, armed_for)
@@ -410,7 +416,8 @@ class CompiledDefinition:
             elif to_state not in spec.paused_in and paused:
                 resume.append(name)
         still = set(case.active_deadlines) - set(cancel) - {request.deadline}
-        fresh = [s for s in entering.deadlines if s.name not in still]
+        armed = {a.spec.name for a in arm}
+        fresh = [s for s in entering.deadlines if s.name not in still and s.name not in armed]
         arm.extend(_armable(fresh, ctx, request.at))
         return tuple(arm), tuple(cancel), tuple(pause), tuple(resume)
 

@@ -122,9 +122,6 @@ _DUE = (
     .order_by(deadlines.c.due_at, deadlines.c.id)
     .limit(sa.bindparam("b_limit"))
 )
-_PAST_SEEN = sa.tuple_(deadlines.c.due_at, deadlines.c.id) > sa.tuple_(
-    sa.bindparam("b_after_due", type_=deadlines.c.due_at.type), sa.bindparam("b_after_id")
-)
 _DUE_OF_CASE = _DUE.where(deadlines.c.case_id == sa.bindparam("b_case"))
 # A worker's claim locks each due timer together with its case: every writer then takes the
 # case's lock before its deadlines' (a step updates the case row first), so a worker and an
@@ -773,13 +770,13 @@ class Tx:
         limit: int,
         case_id: str | None = None,
         skip_locked: bool = False,
-        after: tuple[datetime, int] | None = None,
+        skip_cases: frozenset[str] = frozenset(),
     ) -> list[DeadlineRecord]:
         """Armed deadlines due at or before ``until``, oldest first (by due instant, then id).
 
         With ``skip_locked`` on PostgreSQL the rows are locked for this transaction and rows
         another worker holds are passed over, so two workers never take the same timer.
-        ``after`` (a due instant and id) starts past the timers a caller has already seen.
+        Timers of ``skip_cases`` are left out.
         """
         if case_id is not None and not skip_locked:
             known = self._recall_open(case_id)
@@ -797,9 +794,8 @@ class Tx:
             query = _DUE_SKIP_LOCKED
         else:
             query = _DUE
-        if after is not None:
-            query = query.where(_PAST_SEEN)
-            params["b_after_due"], params["b_after_id"] = after
+        if skip_cases:
+            query = query.where(deadlines.c.case_id.not_in(sorted(skip_cases)))
         return [_deadline(r) for r in self.conn.execute(query, params)]
 
     def next_due(self) -> datetime | None:
