@@ -22,7 +22,13 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from engine.store.repository import Store, normalize_url
+from engine.store.repository import (
+    LOG_FIELDS,
+    CaseRecord,
+    DeadlineRecord,
+    Store,
+    normalize_url,
+)
 from engine.testing import person
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -30,56 +36,10 @@ FILLER_AT = datetime(2026, 1, 12, 7, 0, tzinfo=UTC)
 FAR_DUE = datetime(2031, 6, 2, 7, 0, tzinfo=UTC)
 HEX = "0123456789abcdef"
 
-CASE_COLS = [
-    "id",
-    "type",
-    "definition_version",
-    "state",
-    "version",
-    "is_open",
-    "overdue",
-    "flags",
-    "data",
-    "zone",
-    "subject_key",
-    "last_hash",
-    "created_at",
-    "updated_at",
-]
-LOG_COLS = [
-    "case_id",
-    "seq",
-    "trigger",
-    "from_state",
-    "to_state",
-    "actor",
-    "reason",
-    "comment",
-    "changes",
-    "meta",
-    "correlation_id",
-    "at",
-    "recorded_at",
-    "prev_hash",
-    "hash",
-]
-DEADLINE_COLS = [
-    "case_id",
-    "name",
-    "trigger",
-    "amount",
-    "unit",
-    "zone",
-    "status",
-    "event_at",
-    "due_at",
-    "remaining_seconds",
-    "resumed_at",
-    "armed_seq",
-    "closed_seq",
-    "closed_at",
-    "calendar",
-]
+# the columns as the engine writes them (the filler must look like the engine's own rows)
+CASE_COLS = list(CaseRecord.__dataclass_fields__)
+LOG_COLS = list(LOG_FIELDS)
+DEADLINE_COLS = [f for f in DeadlineRecord.__dataclass_fields__ if f != "id"]
 
 
 def case_id(prefix: int, i: int) -> str:

@@ -171,7 +171,7 @@ _SQL_LIST_CASES = (
     "ORDER BY created_at DESC, id DESC LIMIT :b_limit"
 )
 _SQL_CASE_VERSION = "SELECT version FROM cases WHERE id = :b_id"
-_LOG_FIELDS = (
+LOG_FIELDS = (
     "case_id",
     "seq",
     "trigger",
@@ -189,8 +189,8 @@ _LOG_FIELDS = (
     "hash",
 )
 _SQL_INSERT_LOG = (
-    f"INSERT INTO transition_log ({_columns(_LOG_FIELDS)})"  # noqa: S608
-    f" VALUES ({', '.join(':' + f for f in _LOG_FIELDS)})"
+    f"INSERT INTO transition_log ({_columns(LOG_FIELDS)})"  # noqa: S608
+    f" VALUES ({', '.join(':' + f for f in LOG_FIELDS)})"
 )
 _SQL_OPEN_DEADLINES = (
     f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
