@@ -122,7 +122,6 @@ _DUE = (
     .order_by(deadlines.c.due_at, deadlines.c.id)
     .limit(sa.bindparam("b_limit"))
 )
-_DUE_OF_CASE = _DUE.where(deadlines.c.case_id == sa.bindparam("b_case"))
 # A worker's claim locks each due timer together with its case: every writer then takes the
 # case's lock before its deadlines' (a step updates the case row first), so a worker and an
 # operator never wait on each other in opposite orders; a case in a step is passed over.
@@ -776,24 +775,17 @@ class Tx:
 
         With ``skip_locked`` on PostgreSQL the rows are locked for this transaction and rows
         another worker holds are passed over, so two workers never take the same timer.
-        Timers of ``skip_cases`` are left out.
+        Timers of ``skip_cases`` are left out; with ``case_id``, that case's timers only.
         """
-        if case_id is not None and not skip_locked:
-            known = self._recall_open(case_id)
-            if known is not None:
-                due = [d for d in known if d.status == "armed" and d.due_at and d.due_at <= until]
-                due.sort(key=lambda d: (d.due_at, d.id))
-                return due[:limit]
-        params: dict[str, Any] = {"b_until": until, "b_limit": limit}
         if case_id is not None:
-            query = _DUE_OF_CASE
-            params["b_case"] = case_id
-            if skip_locked and self.dialect == "postgresql":
-                query = _DUE_SKIP_LOCKED.where(deadlines.c.case_id == sa.bindparam("b_case"))
-        elif skip_locked and self.dialect == "postgresql":
-            query = _DUE_SKIP_LOCKED
-        else:
-            query = _DUE
+            # A case's few open deadlines, read by (case_id, status): a query on due_at would
+            # take the (status, due_at) index and walk every due timer of every case.
+            open_ = self.open_deadlines(case_id)
+            due = [d for d in open_ if d.status == "armed" and d.due_at and d.due_at <= until]
+            due.sort(key=lambda d: (d.due_at, d.id))
+            return due[:limit]
+        params: dict[str, Any] = {"b_until": until, "b_limit": limit}
+        query = _DUE_SKIP_LOCKED if skip_locked and self.dialect == "postgresql" else _DUE
         if skip_cases:
             query = query.where(deadlines.c.case_id.not_in(sorted(skip_cases)))
         return [_deadline(r) for r in self.conn.execute(query, params)]
