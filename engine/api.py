@@ -472,9 +472,7 @@ class Engine:
                 replay = self._replay(tx, key, fingerprint)
                 if replay is not None:
                     return _replayed(replay)
-            loaded = self.stepper.load(tx, case_id)
-            if expected_version is not None and loaded.record.version != expected_version:
-                raise Conflict(case_id, expected_version, loaded.record.version)
+            loaded = self._load_expected(tx, case_id, expected_version)
             timer_entries = self._catch_up(tx, loaded, now)
             if timer_entries:
                 loaded = self.stepper.load(tx, case_id)
@@ -498,6 +496,12 @@ class Engine:
         if error is not None:
             raise error
         return outcome
+
+    def _load_expected(self, tx: Tx, case_id: str, expected_version: int | None) -> Loaded:
+        loaded = self.stepper.load(tx, case_id)
+        if expected_version is not None and loaded.record.version != expected_version:
+            raise Conflict(case_id, expected_version, loaded.record.version)
+        return loaded
 
     def _fire_optimistic(
         self,
@@ -523,9 +527,7 @@ class Engine:
                 replay = self._replay(tx, key, fingerprint)
                 if replay is not None:
                     return _replayed(replay)
-            loaded = self.stepper.load(tx, case_id)
-            if expected_version is not None and loaded.record.version != expected_version:
-                raise Conflict(case_id, expected_version, loaded.record.version)
+            loaded = self._load_expected(tx, case_id, expected_version)
             if any(d.status == "armed" and d.due_at and d.due_at <= now for d in loaded.deadlines):
                 return None
             request = _step_request(trigger, who, now, reason, comment, data, correlation_id)

@@ -170,23 +170,7 @@ _SQL_LIST_CASES = (
     "ORDER BY created_at DESC, id DESC LIMIT :b_limit"
 )
 _SQL_CASE_VERSION = "SELECT version FROM cases WHERE id = :b_id"
-LOG_FIELDS = (
-    "case_id",
-    "seq",
-    "trigger",
-    "from_state",
-    "to_state",
-    "actor",
-    "reason",
-    "comment",
-    "changes",
-    "meta",
-    "correlation_id",
-    "at",
-    "recorded_at",
-    "prev_hash",
-    "hash",
-)
+LOG_FIELDS = tuple(LogEntry.__dataclass_fields__)
 _SQL_INSERT_LOG = (
     f"INSERT INTO transition_log ({_columns(LOG_FIELDS)})"  # noqa: S608
     f" VALUES ({', '.join(':' + f for f in LOG_FIELDS)})"
@@ -221,26 +205,6 @@ _SQL_INSERT_OUTBOX = (
     "INSERT INTO outbox (event_id, case_id, seq, kind, audience, text, payload, created_at) "
     "VALUES (:event_id, :case_id, :seq, :kind, :audience, :text, :payload, :created_at)"
 )
-
-
-def _case(row: sa.Row[Any]) -> CaseRecord:
-    m = row._mapping
-    return CaseRecord(
-        id=m["id"],
-        type=m["type"],
-        definition_version=m["definition_version"],
-        state=m["state"],
-        version=m["version"],
-        is_open=m["is_open"],
-        overdue=m["overdue"],
-        flags=frozenset(m["flags"]),
-        data=dict(m["data"]),
-        zone=m["zone"],
-        subject_key=m["subject_key"],
-        last_hash=m["last_hash"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
 
 
 def _deadline(row: sa.Row[Any]) -> DeadlineRecord:

@@ -8,15 +8,23 @@ NULLs), and a naive time is refused by both.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from engine.machines.log import LogEntry
-from engine.store.repository import CaseRecord, NewDeadline, Store, _case, _deadline, _entry
+from engine.store.repository import CaseRecord, NewDeadline, Store, _deadline, _entry
 from engine.store.schema import cases, deadlines, transition_log
 
 AT = datetime(2026, 12, 31, 20, 59, 59, 123456, tzinfo=UTC)
+
+
+def _case(row: sa.Row[Any]) -> CaseRecord:
+    """A case row as SQLAlchemy's column types give it back."""
+    m = row._mapping
+    values = {f: m[f] for f in CaseRecord.__dataclass_fields__}
+    return CaseRecord(**{**values, "flags": frozenset(m["flags"]), "data": dict(m["data"])})
 
 
 def _record(case_id: str, *, at: datetime = AT) -> CaseRecord:
