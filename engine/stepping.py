@@ -65,6 +65,7 @@ class StepWrite:
     result: StepResult
     case: CaseRecord
     read_version: int | None  # the version the step was computed from; None: a new case
+    data_changed: bool  # False: the step left the application as it was read
     cancel: list[int]
     pause: list[tuple[int, timedelta]]  # deadline id, working time left
     resume: list[tuple[int, datetime]]  # deadline id, new due instant
@@ -186,6 +187,8 @@ class Stepper:
             result=result,
             case=case,
             read_version=None if loaded is None else loaded.record.version,
+            # a step without changes hands the data it was given back as it is
+            data_changed=loaded is None or result.data is not loaded.record.data,
             cancel=[by_name[n].id for n in result.cancel if n in by_name],
             pause=pauses,
             resume=resumes,
@@ -208,7 +211,7 @@ class Stepper:
                 version=case.version,
                 is_open=case.is_open,
                 flags=case.flags,
-                data=case.data,
+                data=case.data if write.data_changed else None,
                 last_hash=case.last_hash,
                 updated_at=case.updated_at,
             )

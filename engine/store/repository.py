@@ -34,6 +34,7 @@ from engine.store.schema import (
     outbox,
     transition_log,
 )
+from engine.store.turns import WriterTurns
 
 OPEN_DEADLINE = ("armed", "paused")
 # deadlock detected, serialization failure: PostgreSQL rolled the transaction back; retryable
@@ -164,6 +165,8 @@ _SQL_UPDATE_CASE = (
     "overdue = :overdue, flags = :flags, data = :data, last_hash = :last_hash, "
     "updated_at = :updated_at WHERE id = :b_id AND version = :b_version"
 )
+# most steps leave the application as it is: neither encode it again nor write it again
+_SQL_UPDATE_CASE_KEEP_DATA = _SQL_UPDATE_CASE.replace(" data = :data,", "")
 # ``{where}`` is built from fixed column names; every value is a bind parameter
 _SQL_LIST_CASES = (
     f"SELECT {_SQL_CASE_COLUMNS} FROM cases WHERE {{where}} "  # noqa: S608
@@ -304,8 +307,9 @@ class Tx:
     transaction SQLAlchemy opened; the rest go through SQLAlchemy.
     """
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, turns: WriterTurns | None = None) -> None:
         self.conn = conn
+        self._turns = turns
         self.dialect = conn.dialect.name
         self._codec = codec_for(self.dialect)
         self._cursor: Any = None
@@ -315,6 +319,9 @@ class Tx:
         self._savepoints = 0
         self._cases: dict[str, tuple[_Scope, CaseRecord]] = {}
         self._open: dict[str, tuple[_Scope, list[DeadlineRecord]]] = {}
+        # which case a remembered deadline belongs to: a timer batch remembers hundreds of
+        # cases, and closing one deadline must not walk all of them
+        self._owner: dict[int, str] = {}
         # PostgreSQL sorts NULL last, SQLite first: the remembered lists sort as a query would.
         nulls_first = self.dialect != "postgresql"
         self._order: Callable[[DeadlineRecord], tuple[Any, ...]] = lambda d: (
@@ -354,7 +361,11 @@ class Tx:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """The write transaction of an optimistic step (``Store.optimistic``)."""
-        with self.conn.begin():
+        if self._turns is None:
+            with self.conn.begin():
+                yield
+            return
+        with self._turns.turn(), self.conn.begin():
             yield
 
     def _end(self, scope: _Scope) -> None:
@@ -380,15 +391,16 @@ class Tx:
 
     def _remember_open(self, case_id: str, rows: list[DeadlineRecord]) -> None:
         rows.sort(key=self._order)
+        for d in rows:
+            self._owner[d.id] = case_id
         self._open[case_id] = (self._scopes[-1], rows)
 
     def _edit_open(self, ids: Sequence[int], edit: Callable[[DeadlineRecord], Any]) -> None:
         """Apply ``edit`` to remembered open deadlines with these ids (None: now closed)."""
         wanted = set(ids)
-        for case_id, (_scope, rows) in list(self._open.items()):
-            if self._recall_open(case_id) is None:
-                continue
-            if any(d.id in wanted for d in rows):
+        for case_id in {self._owner[i] for i in wanted if i in self._owner}:
+            rows = self._recall_open(case_id)
+            if rows is not None and any(d.id in wanted for d in rows):
                 kept = [edit(d) if d.id in wanted else d for d in rows]
                 self._remember_open(case_id, [d for d in kept if d is not None])
 
@@ -440,29 +452,33 @@ class Tx:
         version: int,
         is_open: bool,
         flags: Iterable[str],
-        data: dict[str, Any],
+        data: dict[str, Any] | None,
         last_hash: str,
         updated_at: datetime,
     ) -> None:
-        """The optimistic-lock write: succeeds only if nobody stepped the case meanwhile."""
+        """The optimistic-lock write: succeeds only if nobody stepped the case meanwhile.
+
+        ``data`` None keeps the application as stored.
+        """
         c = self._codec
         flag_list = sorted(flags)
-        data_param, stored = c.json_stored(data)
-        cursor = self._run(
-            _SQL_UPDATE_CASE,
-            {
-                "b_id": case_id,
-                "b_version": expected_version,
-                "state": state,
-                "version": version,
-                "is_open": is_open,
-                "overdue": "overdue" in flag_list,
-                "flags": c.json(flag_list),
-                "data": data_param,
-                "last_hash": last_hash,
-                "updated_at": c.time(updated_at),
-            },
-        )
+        params = {
+            "b_id": case_id,
+            "b_version": expected_version,
+            "state": state,
+            "version": version,
+            "is_open": is_open,
+            "overdue": "overdue" in flag_list,
+            "flags": c.json(flag_list),
+            "last_hash": last_hash,
+            "updated_at": c.time(updated_at),
+        }
+        if data is None:
+            stored = None
+            cursor = self._run(_SQL_UPDATE_CASE_KEEP_DATA, params)
+        else:
+            params["data"], stored = c.json_stored(data)
+            cursor = self._run(_SQL_UPDATE_CASE, params)
         if cursor.rowcount != 1:
             row = self._run(_SQL_CASE_VERSION, {"b_id": case_id}).fetchone()
             raise Conflict(case_id, expected_version, row[0] if row else None)
@@ -476,7 +492,7 @@ class Tx:
                     is_open=is_open,
                     overdue="overdue" in flag_list,
                     flags=frozenset(flag_list),
-                    data=stored,
+                    data=known.data if stored is None else stored,
                     last_hash=last_hash,
                     updated_at=_utc(updated_at),
                 )
@@ -878,8 +894,14 @@ class Store:
             )
             sa.event.listen(self.engine, "connect", self._sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
+            database = parsed.database or ""
+            in_memory = database in ("", ":memory:") or "mode=memory" in self.url
+            self.turns: WriterTurns | None = WriterTurns(
+                None if in_memory else f"{database}-writers"
+            )
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
+            self.turns = None
 
     def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
         # Autocommit at the driver level, so that our own BEGIN (IMMEDIATE) decides locking.
@@ -894,8 +916,8 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """One write transaction; commits at the end of the block, rolls back on error."""
-        with _store_errors(), self.engine.begin() as conn:
-            yield Tx(conn)
+        with _store_errors(), self._turn(), self.engine.begin() as conn:
+            yield Tx(conn, self.turns)
 
     @contextmanager
     def optimistic(self) -> Iterator[Tx]:
@@ -908,7 +930,16 @@ class Store:
         not for the reading and the computing, so that other writers run meanwhile.
         """
         with _store_errors(), self.engine.connect() as conn:
-            yield Tx(conn)
+            yield Tx(conn, self.turns)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This database's writer turn (SQLite), for a block that writes."""
+        if self.turns is None:
+            yield
+            return
+        with self.turns.turn():
+            yield
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -928,13 +959,13 @@ class Store:
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema; a fresh database is created this way, never by create_all."""
         cfg = self._alembic()
-        with self.engine.begin() as conn:
+        with self._turn(), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 
     def downgrade(self, revision: str) -> None:
         cfg = self._alembic()
-        with self.engine.begin() as conn:
+        with self._turn(), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, revision)
 
@@ -947,6 +978,8 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.turns is not None:
+            self.turns.close()
 
 
 @contextmanager
