@@ -681,7 +681,9 @@ class Engine:
                 due = tx.due_deadlines(
                     limit, limit=batch, skip_locked=True, skip_cases=frozenset(failed)
                 )
-                for case_id in dict.fromkeys(d.case_id for d in due):
+                claimed = list(dict.fromkeys(d.case_id for d in due))
+                tx.prefetch(claimed)
+                for case_id in claimed:
                     if not self._catch_up_case(tx, case_id, limit, now, report):
                         failed.add(case_id)
             if not due:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from engine.records import evolve
 
 GENESIS = "0" * 64
 
@@ -73,7 +75,7 @@ class LogEntry:
 
     def sealed(self) -> LogEntry:
         """The same entry with its hash filled in."""
-        return replace(self, hash=self.compute_hash())
+        return evolve(self, hash=self.compute_hash())
 
     def to_json(self) -> dict[str, Any]:
         out = self.content()

@@ -3,8 +3,10 @@
 The step's hot statements run on the DBAPI cursor itself (see ``repository.Tx._run``), so the
 conversions SQLAlchemy's types would do are done here, once per dialect, and must match them
 exactly: a row written through either path reads the same through the other. SQLite keeps
-datetimes as naive UTC text in SQLAlchemy's format, booleans as 0/1 and JSON as ``json.dumps``
-text; PostgreSQL takes aware datetimes and ``Jsonb`` and gives back parsed JSON.
+datetimes as naive UTC text in SQLAlchemy's format, booleans as 0/1 and JSON as text;
+PostgreSQL takes aware datetimes and ``Jsonb`` and gives back parsed JSON. JSON text is made
+and read by orjson (``dumps``/``loads``, which SQLAlchemy's JSON columns use too): several
+times faster than the json module on an application's kilobyte of Cyrillic text.
 """
 
 from __future__ import annotations
@@ -17,9 +19,27 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from psycopg.types.json import Jsonb
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def dumps(value: Any) -> str:
+    """JSON text of ``value``; what orjson refuses (an integer past 64 bits) json.dumps writes."""
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def loads(text: str | bytes) -> Any:
+    """The value of JSON text; what orjson refuses (NaN, which json.dumps once wrote) json reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _aware(value: datetime) -> datetime:
@@ -53,13 +73,17 @@ def _pg_time_out(value: datetime | None) -> datetime | None:
 
 
 def _sqlite_json_stored(value: Any) -> tuple[str, Any]:
-    text = json.dumps(value)
-    return text, json.loads(text)
+    text = dumps(value)
+    return text, loads(text)
+
+
+def _pg_json(value: Any) -> Jsonb:
+    return Jsonb(value, dumps)
 
 
 def _pg_json_stored(value: Any) -> tuple[Jsonb, Any]:
-    stored = json.loads(json.dumps(value))
-    return Jsonb(stored), stored
+    stored = loads(dumps(value))
+    return _pg_json(stored), stored
 
 
 @dataclass(frozen=True)
@@ -84,8 +108,8 @@ SQLITE = Codec(
     sql=lambda text: text,
     time=_sqlite_time,
     time_out=_sqlite_time_out,
-    json=json.dumps,
-    json_out=json.loads,
+    json=dumps,
+    json_out=loads,
     json_stored=_sqlite_json_stored,
     bool_out=bool,
 )
@@ -94,7 +118,7 @@ POSTGRESQL = Codec(
     sql=_pg_sql,
     time=_pg_time,
     time_out=_pg_time_out,
-    json=Jsonb,
+    json=_pg_json,
     json_out=lambda value: value,
     json_stored=_pg_json_stored,
     bool_out=bool,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any
@@ -25,7 +25,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from engine.errors import Conflict, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
-from engine.store.codec import Codec, codec_for
+from engine.records import evolve
+from engine.store.codec import Codec, codec_for, dumps, loads
 from engine.store.schema import (
     access_log,
     cases,
@@ -172,6 +173,7 @@ _SQL_LIST_CASES = (
     f"SELECT {_SQL_CASE_COLUMNS} FROM cases WHERE {{where}} "  # noqa: S608
     "ORDER BY created_at DESC, id DESC LIMIT :b_limit"
 )
+_SQL_CASES_BY_ID = f"SELECT {_SQL_CASE_COLUMNS} FROM cases WHERE id IN ({{ids}})"  # noqa: S608
 _SQL_CASE_VERSION = "SELECT version FROM cases WHERE id = :b_id"
 LOG_FIELDS = tuple(LogEntry.__dataclass_fields__)
 _SQL_INSERT_LOG = (
@@ -314,7 +316,10 @@ class Tx:
         self._codec = codec_for(self.dialect)
         self._cursor: Any = None
         # looked up once: SQLAlchemy builds these listener views on every attribute access
-        self._listeners = (conn.dispatch.before_cursor_execute, conn.dispatch.after_cursor_execute)
+        self._listeners = (
+            tuple(conn.dispatch.before_cursor_execute),
+            tuple(conn.dispatch.after_cursor_execute),
+        )
         self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
         self._savepoints = 0
         self._cases: dict[str, tuple[_Scope, CaseRecord]] = {}
@@ -433,7 +438,7 @@ class Tx:
         )
         self._run(_SQL_INSERT_CASE, values)
         self._remember_case(
-            replace(
+            evolve(
                 record,
                 flags=frozenset(flags),
                 data=stored,
@@ -485,7 +490,7 @@ class Tx:
         known = self._recall_case(case_id)
         if known is not None:
             self._remember_case(
-                replace(
+                evolve(
                     known,
                     state=state,
                     version=version,
@@ -530,6 +535,19 @@ class Tx:
         for record in records:
             self._remember_case(record)
         return records
+
+    def prefetch(self, case_ids: Iterable[str]) -> None:
+        """Read these cases and their open deadlines in two statements, for the steps to come.
+
+        For a writer holding the cases (a timer batch): what it remembers stays true.
+        """
+        wanted = [i for i in dict.fromkeys(case_ids) if self._recall_case(i) is None]
+        if not wanted:
+            return
+        marks = ", ".join(f":c{n}" for n in range(len(wanted)))
+        params = {f"c{n}": case_id for n, case_id in enumerate(wanted)}
+        rows = self._run(_SQL_CASES_BY_ID.format(ids=marks), params).fetchall()
+        self._prefetch([_raw_case(r, self._codec) for r in rows])
 
     def _prefetch(self, records: Sequence[CaseRecord]) -> None:
         if not records:
@@ -715,7 +733,7 @@ class Tx:
         )
         self._edit_open(
             [deadline_id],
-            lambda d: replace(d, status="paused", due_at=None, remaining_seconds=remaining_seconds),
+            lambda d: evolve(d, status="paused", due_at=None, remaining_seconds=remaining_seconds),
         )
 
     def resume_deadline(self, deadline_id: int, due_at: datetime, resumed_at: datetime) -> None:
@@ -726,7 +744,7 @@ class Tx:
         )
         self._edit_open(
             [deadline_id],
-            lambda d: replace(d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)),
+            lambda d: evolve(d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)),
         )
 
     def move_deadline(self, deadline_id: int, due_at: datetime, calendar: str) -> int:
@@ -738,7 +756,7 @@ class Tx:
         )
         if result.rowcount:
             self._edit_open(
-                [deadline_id], lambda d: replace(d, due_at=_utc(due_at), calendar=calendar)
+                [deadline_id], lambda d: evolve(d, due_at=_utc(due_at), calendar=calendar)
             )
         return result.rowcount
 
@@ -891,6 +909,8 @@ class Store:
                 self.url,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 hide_parameters=True,
+                json_serializer=dumps,
+                json_deserializer=loads,
             )
             sa.event.listen(self.engine, "connect", self._sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
@@ -900,7 +920,13 @@ class Store:
                 None if in_memory else f"{database}-writers"
             )
         else:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True, hide_parameters=True)
+            self.engine = sa.create_engine(
+                self.url,
+                pool_pre_ping=True,
+                hide_parameters=True,
+                json_serializer=dumps,
+                json_deserializer=loads,
+            )
             self.turns = None
 
     def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:

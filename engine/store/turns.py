@@ -51,7 +51,12 @@ class WriterTurns:
         if self.lock_path is None or fcntl is None:
             return None
         if self._fd is None:
-            self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                # No lock file here (a read-only or missing folder): SQLite's busy handler
+                # still orders the writers, and SQLite reports a folder it cannot use.
+                return None
         return self._fd
 
     @contextmanager

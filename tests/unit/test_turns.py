@@ -98,3 +98,15 @@ def test_a_file_database_takes_turns_beside_its_file(tmp_path: Path) -> None:
         assert memory.turns.lock_path is None
     finally:
         memory.dispose()
+
+
+def test_without_a_lock_file_writers_still_take_turns_within_the_process(tmp_path: Path) -> None:
+    turns = WriterTurns(str(tmp_path / "missing-dir" / "db-writers"))
+    order: list[str] = []
+    with turns.turn():
+        other = threading.Thread(target=lambda: _take(turns, order))
+        other.start()
+        time.sleep(0.1)
+        order.append("first released")
+    other.join(5)
+    assert order == ["first released", "second in"]
