@@ -23,10 +23,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from engine.errors import Conflict, StoreUnavailable, TransactionConflict
+from engine.errors import Conflict, EngineError, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
 from engine.records import evolve
 from engine.store.codec import Codec, codec_for, dumps, loads
+from engine.store.connections import StepConnections
 from engine.store.schema import (
     access_log,
     cases,
@@ -928,6 +929,7 @@ class Store:
                 json_deserializer=loads,
             )
             self.turns = None
+        self.kept = StepConnections(self.engine)
 
     def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
         # Autocommit at the driver level, so that our own BEGIN (IMMEDIATE) decides locking.
@@ -955,8 +957,19 @@ class Store:
         ``Conflict`` otherwise). The database's write lock is held for the writes alone,
         not for the reading and the computing, so that other writers run meanwhile.
         """
-        with _store_errors(), self.engine.connect() as conn:
-            yield Tx(conn, self.turns)
+        conn = self.kept.take()
+        ok = False
+        try:
+            with _store_errors():
+                yield Tx(conn, self.turns)
+            ok = True
+        except EngineError as exc:
+            # a refusal or a lost race leaves the connection as good as before; a database
+            # failure does not
+            ok = not isinstance(exc, StoreUnavailable)
+            raise
+        finally:
+            self.kept.give_back(conn, ok)
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
@@ -1003,6 +1016,7 @@ class Store:
         return ScriptDirectory.from_config(self._alembic()).get_current_head()
 
     def dispose(self) -> None:
+        self.kept.close()
         self.engine.dispose()
         if self.turns is not None:
             self.turns.close()
