@@ -574,7 +574,7 @@ class Engine:
         found = loaded.compiled.deadlines.get(deadline.name)
         current = loaded.armed(deadline.id)
         if found is None or found[0].check is None or current is None:
-            return self.stepper.fire_timer(tx, deadline, now)
+            return self.stepper.fire_timer(tx, deadline, now, loaded)
         return self._run_check(tx, loaded, current, found[0], now)
 
     def _run_check(

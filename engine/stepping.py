@@ -249,11 +249,7 @@ class Stepper:
         zone = ZoneInfo(str(result.data.get("region_zone") or "Europe/Moscow"))
         # The applicant is told the last moment of the term, in local time.
         due = min((d.due_at for d in armed), default=None)
-        due_text = (
-            (due - timedelta(seconds=1)).astimezone(zone).strftime("%d.%m.%Y %H:%M")
-            if due
-            else None
-        )
+        due_text = _local_minute(due - timedelta(seconds=1), zone) if due else None
         deadline = entry.meta.get("deadline") if entry.meta else None
         found = compiled.deadlines.get(deadline) if deadline else None
         spec = found[0] if found else None
@@ -276,9 +272,11 @@ class Stepper:
             items.append((n.kind, n.audience, n.text, dict(n.payload)))
         return items
 
-    def fire_timer(self, tx: Tx, deadline: DeadlineRecord, now: datetime) -> TimerOutcome:
+    def fire_timer(
+        self, tx: Tx, deadline: DeadlineRecord, now: datetime, loaded: Loaded | None = None
+    ) -> TimerOutcome:
         """Fire one due timer at its due instant; a timer whose step is no longer valid is stale."""
-        loaded = self.load(tx, deadline.case_id)
+        loaded = loaded or self.load(tx, deadline.case_id)
         current = loaded.armed(deadline.id)
         if current is None:
             assert deadline.due_at is not None
@@ -337,3 +335,9 @@ class Stepper:
             late_seconds=lateness.total_seconds(),
         )
         return TimerOutcome(deadline, True, result.entry.seq, lateness)
+
+
+def _local_minute(at: datetime, zone: ZoneInfo) -> str:
+    """DD.MM.YYYY HH:MM in ``zone`` (strftime costs several times as much)."""
+    t = at.astimezone(zone)
+    return f"{t.day:02d}.{t.month:02d}.{t.year:04d} {t.hour:02d}:{t.minute:02d}"

@@ -48,6 +48,8 @@ def _aware(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# A step writes the same few instants (its time, its deadlines' due times) several times over.
+@lru_cache(maxsize=1024)
 def _sqlite_time(value: datetime | None) -> str | None:
     # SQLAlchemy's SQLite DATETIME storage format: fixed width, so text order is time order.
     if value is None:

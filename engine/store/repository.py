@@ -21,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 
 from engine.errors import Conflict, EngineError, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
@@ -317,10 +317,13 @@ class Tx:
         self._codec = codec_for(self.dialect)
         self._cursor: Any = None
         # looked up once: SQLAlchemy builds these listener views on every attribute access
-        self._listeners = (
+        listeners = (
             tuple(conn.dispatch.before_cursor_execute),
             tuple(conn.dispatch.after_cursor_execute),
         )
+        self._listeners: tuple[Any, Any] | None = listeners if any(listeners) else None
+        self._driver_error: type[Exception] = conn.dialect.loaded_dbapi.Error
+        self._sql = self._codec.sql
         self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
         self._savepoints = 0
         self._cases: dict[str, tuple[_Scope, CaseRecord]] = {}
@@ -342,9 +345,13 @@ class Tx:
         """Execute on the DBAPI cursor; returns the cursor (its rows, its rowcount)."""
         if self._cursor is None:
             self._cursor = self.conn.connection.cursor()
-        return _driver_execute(
-            self.conn, self._cursor, self._codec.sql(sql), params, self._listeners
-        )
+        if self._listeners is None:
+            # the common case, nobody listening: the driver's execute and nothing else
+            try:
+                return self._cursor.execute(self._sql(sql), params)
+            except self._driver_error as exc:
+                raise _wrapped(sql, params, exc, self._driver_error) from exc
+        return _driver_execute(self.conn, self._cursor, self._sql(sql), params, self._listeners)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -1055,11 +1062,16 @@ def _driver_execute(
     try:
         cursor.execute(statement, params)
     except error as exc:
-        raise DBAPIError.instance(statement, params, exc, error, hide_parameters=True) from exc
+        raise _wrapped(statement, params, exc, error) from exc
     if after:
         for fn in after:
             fn(conn, cursor, statement, params, None, False)
     return cursor
+
+
+def _wrapped(statement: str, params: Any, exc: Exception, error: type[Exception]) -> StatementError:
+    """A driver error as SQLAlchemy raises it, without the parameters (applicants' data)."""
+    return DBAPIError.instance(statement, params, exc, error, hide_parameters=True)
 
 
 def _sqlite_begin(conn: Connection) -> None:
