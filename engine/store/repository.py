@@ -913,17 +913,20 @@ class Store:
         self.dialect = parsed.get_backend_name()
         self.synchronous = synchronous
         if self.dialect == "sqlite":
+            database = parsed.database or ""
+            in_memory = database in ("", ":memory:") or "mode=memory" in self.url
+            # the connection given back last is handed out first: its page cache is warm
+            pooling: dict[str, Any] = {} if in_memory else {"pool_use_lifo": True}
             self.engine: Engine = sa.create_engine(
                 self.url,
                 connect_args={"timeout": 30, "check_same_thread": False},
                 hide_parameters=True,
+                **pooling,
                 json_serializer=dumps,
                 json_deserializer=loads,
             )
             sa.event.listen(self.engine, "connect", self._sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
-            database = parsed.database or ""
-            in_memory = database in ("", ":memory:") or "mode=memory" in self.url
             self.turns: WriterTurns | None = WriterTurns(
                 None if in_memory else f"{database}-writers"
             )
@@ -931,6 +934,7 @@ class Store:
             self.engine = sa.create_engine(
                 self.url,
                 pool_pre_ping=True,
+                pool_use_lifo=True,
                 hide_parameters=True,
                 json_serializer=dumps,
                 json_deserializer=loads,
@@ -951,7 +955,7 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Tx]:
         """One write transaction; commits at the end of the block, rolls back on error."""
-        with _store_errors(), self._turn(), self.engine.begin() as conn:
+        with _store_errors(), self._turn(), self._connection() as conn, conn.begin():
             yield Tx(conn, self.turns)
 
     @contextmanager
@@ -964,11 +968,33 @@ class Store:
         ``Conflict`` otherwise). The database's write lock is held for the writes alone,
         not for the reading and the computing, so that other writers run meanwhile.
         """
+        with _store_errors(), self._connection() as conn:
+            yield Tx(conn, self.turns)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read-only transaction (a plain, non-locking BEGIN on SQLite)."""
+        with self._connection() as conn:
+            # in place on the connection, which is kept for the next block: undone after
+            conn.execution_options(omsflow_read=True)
+            try:
+                with conn.begin():
+                    yield Tx(conn)
+            finally:
+                conn.execution_options(omsflow_read=False)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection for one block: the one the last block left, when it is fresh.
+
+        One thread then works on one connection throughout, and on SQLite that matters
+        beyond the checkout: a connection drops its page cache whenever it finds that
+        another connection wrote, so alternating between two reads every page again.
+        """
         conn = self.kept.take()
         ok = False
         try:
-            with _store_errors():
-                yield Tx(conn, self.turns)
+            yield conn
             ok = True
         except EngineError as exc:
             # a refusal or a lost race leaves the connection as good as before; a database
@@ -986,14 +1012,6 @@ class Store:
             return
         with self.turns.turn():
             yield
-
-    @contextmanager
-    def read(self) -> Iterator[Tx]:
-        """A read-only transaction (a plain, non-locking BEGIN on SQLite)."""
-        with self.engine.connect() as raw:
-            conn = raw.execution_options(omsflow_read=True)
-            with conn.begin():
-                yield Tx(conn)
 
     # ---- migrations ----------------------------------------------------------------------
 
