@@ -57,6 +57,8 @@ def _sqlite_time(value: datetime | None) -> str | None:
     return _aware(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
+# Due instants repeat (every deadline armed on one day ends at the same midnight): parse once.
+@lru_cache(maxsize=4096)
 def _sqlite_time_out(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 

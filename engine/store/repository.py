@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Stateme
 
 from engine.errors import Conflict, EngineError, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
-from engine.records import evolve
+from engine.records import build, evolve
 from engine.store.codec import Codec, codec_for, dumps, loads
 from engine.store.connections import StepConnections
 from engine.store.schema import (
@@ -119,23 +119,6 @@ def normalize_url(url: str) -> str:
 # Statements SQLAlchemy runs are built once, with bind parameters, at import: one built per
 # call (``.where(...).values(...)``) costs 100-450 us of Python to construct and to derive its
 # cache key. The step's own statements bypass SQLAlchemy altogether (``_SQL_*`` below).
-_DUE = (
-    sa.select(deadlines)
-    .where(deadlines.c.status == "armed", deadlines.c.due_at <= sa.bindparam("b_until"))
-    .order_by(deadlines.c.due_at, deadlines.c.id)
-    .limit(sa.bindparam("b_limit"))
-)
-# A worker's claim locks each due timer together with its case: every writer then takes the
-# case's lock before its deadlines' (a step updates the case row first), so a worker and an
-# operator never wait on each other in opposite orders; a case in a step is passed over.
-_DUE_SKIP_LOCKED = (
-    sa.select(deadlines)
-    .join(cases, cases.c.id == deadlines.c.case_id)
-    .where(deadlines.c.status == "armed", deadlines.c.due_at <= sa.bindparam("b_until"))
-    .order_by(deadlines.c.due_at, deadlines.c.id)
-    .limit(sa.bindparam("b_limit"))
-    .with_for_update(skip_locked=True, of=[deadlines, cases])
-)
 _DEADLINE_FIELDS = tuple(DeadlineRecord.__dataclass_fields__)
 _CASE_FIELDS = tuple(CaseRecord.__dataclass_fields__)
 
@@ -189,6 +172,21 @@ _SQL_OPEN_DEADLINES_OF = (
     f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
     "WHERE case_id IN ({ids}) AND status IN ('armed', 'paused') ORDER BY due_at, id"
 )
+_SQL_DUE = (
+    f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
+    "WHERE status = 'armed' AND due_at <= :b_until{skip} ORDER BY due_at, id LIMIT :b_limit"
+)
+# A worker's claim locks each due timer together with its case: every writer then takes the
+# case's lock before its deadlines' (a step updates the case row first), so a worker and an
+# operator never wait on each other in opposite orders; a case in a step is passed over.
+_SQL_DUE_SKIP_LOCKED = (
+    "SELECT "  # noqa: S608
+    + ", ".join(f"deadlines.{c}" for c in _SQL_DEADLINE_COLUMNS.split(", "))
+    + " FROM deadlines JOIN cases ON cases.id = deadlines.case_id "
+    "WHERE deadlines.status = 'armed' AND deadlines.due_at <= :b_until{skip} "
+    "ORDER BY deadlines.due_at, deadlines.id LIMIT :b_limit "
+    "FOR UPDATE OF deadlines, cases SKIP LOCKED"
+)
 _SQL_INSERT_DEADLINE = (
     'INSERT INTO deadlines (case_id, name, "trigger", amount, unit, zone, status, event_at, '
     "due_at, armed_seq, calendar) VALUES (:case_id, :name, :trigger, :amount, :unit, :zone, "
@@ -221,42 +219,55 @@ def _deadline(row: sa.Row[Any]) -> DeadlineRecord:
 
 
 def _raw_case(row: Sequence[Any], c: Codec) -> CaseRecord:
-    return CaseRecord(
-        id=row[0],
-        type=row[1],
-        definition_version=row[2],
-        state=row[3],
-        version=row[4],
-        is_open=c.bool_out(row[5]),
-        overdue=c.bool_out(row[6]),
-        flags=frozenset(c.json_out(row[7])),
-        data=dict(c.json_out(row[8])),
-        zone=row[9],
-        subject_key=row[10],
-        last_hash=row[11],
-        created_at=c.time_out(row[12]),  # type: ignore[arg-type]  # NOT NULL column
-        updated_at=c.time_out(row[13]),  # type: ignore[arg-type]
+    (id_, type_, version_of, state, version, is_open, overdue, flags, data, zone, subject, head,
+     created, updated) = row  # fmt: skip
+    return build(
+        CaseRecord,
+        _CASE_FIELDS,
+        (
+            id_,
+            type_,
+            version_of,
+            state,
+            version,
+            c.bool_out(is_open),
+            c.bool_out(overdue),
+            frozenset(c.json_out(flags)),
+            dict(c.json_out(data)),
+            zone,
+            subject,
+            head,
+            c.time_out(created),
+            c.time_out(updated),
+        ),
     )
 
 
 def _raw_deadline(row: Sequence[Any], c: Codec) -> DeadlineRecord:
-    return DeadlineRecord(
-        id=row[0],
-        case_id=row[1],
-        name=row[2],
-        trigger=row[3],
-        amount=row[4],
-        unit=row[5],
-        zone=row[6],
-        status=row[7],
-        event_at=c.time_out(row[8]),  # type: ignore[arg-type]  # NOT NULL column
-        due_at=c.time_out(row[9]),
-        remaining_seconds=row[10],
-        resumed_at=c.time_out(row[11]),
-        armed_seq=row[12],
-        closed_seq=row[13],
-        closed_at=c.time_out(row[14]),
-        calendar=row[15],
+    (id_, case_id, name, trigger, amount, unit, zone, status, event_at, due_at, remaining,
+     resumed_at, armed_seq, closed_seq, closed_at, calendar) = row  # fmt: skip
+    time_out = c.time_out
+    return build(
+        DeadlineRecord,
+        _DEADLINE_FIELDS,
+        (
+            id_,
+            case_id,
+            name,
+            trigger,
+            amount,
+            unit,
+            zone,
+            status,
+            time_out(event_at),
+            time_out(due_at),
+            remaining,
+            time_out(resumed_at),
+            armed_seq,
+            closed_seq,
+            time_out(closed_at),
+            calendar,
+        ),
     )
 
 
@@ -790,11 +801,15 @@ class Tx:
             due = [d for d in open_ if d.status == "armed" and d.due_at and d.due_at <= until]
             due.sort(key=lambda d: (d.due_at, d.id))
             return due[:limit]
-        params: dict[str, Any] = {"b_until": until, "b_limit": limit}
-        query = _DUE_SKIP_LOCKED if skip_locked and self.dialect == "postgresql" else _DUE
+        params: dict[str, Any] = {"b_until": self._codec.time(until), "b_limit": limit}
+        sql = _SQL_DUE_SKIP_LOCKED if skip_locked and self.dialect == "postgresql" else _SQL_DUE
+        skip = ""
         if skip_cases:
-            query = query.where(deadlines.c.case_id.not_in(sorted(skip_cases)))
-        return [_deadline(r) for r in self.conn.execute(query, params)]
+            marks = ", ".join(f":s{n}" for n in range(len(skip_cases)))
+            params.update({f"s{n}": case_id for n, case_id in enumerate(sorted(skip_cases))})
+            skip = f" AND deadlines.case_id NOT IN ({marks})"
+        rows = self._run(sql.format(skip=skip), params).fetchall()
+        return [_raw_deadline(r, self._codec) for r in rows]
 
     def next_due(self) -> datetime | None:
         query = (
