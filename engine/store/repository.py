@@ -164,6 +164,11 @@ _SQL_INSERT_LOG = (
     f"INSERT INTO transition_log ({_columns(LOG_FIELDS)})"  # noqa: S608
     f" VALUES ({', '.join(':' + f for f in LOG_FIELDS)})"
 )
+# ``{where}`` and ``{order}`` are built from fixed column names; every value is a parameter
+_SQL_ITER_LOG = (
+    f"SELECT id, {_columns(LOG_FIELDS)} FROM transition_log "  # noqa: S608
+    "WHERE {where} ORDER BY {order} LIMIT :b_limit"
+)
 _SQL_OPEN_DEADLINES = (
     f"SELECT {_SQL_DEADLINE_COLUMNS} FROM deadlines "  # noqa: S608
     "WHERE case_id = :b_case AND status IN ('armed', 'paused') ORDER BY due_at, id"
@@ -289,6 +294,32 @@ def _entry(row: sa.Row[Any]) -> LogEntry:
         prev_hash=m["prev_hash"],
         hash=m["hash"],
         meta=m["meta"],
+    )
+
+
+def _raw_entry(row: Sequence[Any], c: Codec) -> LogEntry:
+    (_id, case_id, seq, trigger, from_state, to_state, actor, reason, comment, changes,
+     correlation_id, at, recorded_at, prev_hash, hash_, meta) = row  # fmt: skip
+    return build(
+        LogEntry,
+        LOG_FIELDS,
+        (
+            case_id,
+            seq,
+            trigger,
+            from_state,
+            to_state,
+            actor,
+            reason,
+            comment,
+            c.json_out(changes),
+            correlation_id,
+            c.time_out(at),
+            c.time_out(recorded_at),
+            prev_hash,
+            hash_,
+            c.json_out(meta),
+        ),
     )
 
 
@@ -631,34 +662,43 @@ class Tx:
         order_by_case: bool = False,
         batch: int = 2000,
     ) -> Iterator[LogEntry]:
-        """Stream entries page by page (keyset pagination): memory stays flat on any log size."""
-        conditions = []
+        """Stream entries page by page (keyset pagination): memory stays flat on any log size.
+
+        On the driver's cursor, as a step's statements are: an audit reads millions of rows.
+        """
+        c = self._codec
+        where: list[str] = []
+        params: dict[str, Any] = {"b_limit": batch}
         if case_id:
-            conditions.append(transition_log.c.case_id == case_id)
+            where.append("case_id = :w_case")
+            params["w_case"] = case_id
         if actor:
-            conditions.append(transition_log.c.actor == actor)
+            where.append("actor = :w_actor")
+            params["w_actor"] = actor
         if since:
-            conditions.append(transition_log.c.at >= since)
+            where.append("at >= :w_since")
+            params["w_since"] = c.time(since)
         if until:
-            conditions.append(transition_log.c.at < until)
-        if order_by_case:
-            keys: tuple[sa.ColumnElement[Any], ...] = (
-                transition_log.c.case_id,
-                transition_log.c.seq,
-            )
-        else:
-            keys = (transition_log.c.id,)
+            where.append("at < :w_until")
+            params["w_until"] = c.time(until)
+        # the row's id comes first, then the entry's fields (case_id, seq, ...)
+        order, after, key_at = (
+            ("case_id, seq", "(case_id, seq) > (:k0, :k1)", (1, 2))
+            if order_by_case
+            else ("id", "id > :k0", (0,))
+        )
         last: tuple[Any, ...] | None = None
         while True:
-            query = sa.select(transition_log).where(*conditions).order_by(*keys).limit(batch)
+            conditions = [*where, after] if last is not None else where
+            sql = _SQL_ITER_LOG.format(where=" AND ".join(conditions) or "1 = 1", order=order)
             if last is not None:
-                query = query.where(sa.tuple_(*keys) > sa.tuple_(*last))
-            rows = self.conn.execute(query).all()
+                params.update({f"k{n}": value for n, value in enumerate(last)})
+            rows = self._run(sql, params).fetchall()
             for row in rows:
-                yield _entry(row)
+                yield _raw_entry(row, c)
             if len(rows) < batch:
                 return
-            last = tuple(rows[-1]._mapping[k.name] for k in keys)
+            last = tuple(rows[-1][i] for i in key_at)
 
     def case_heads(self, batch: int = 5000) -> Iterator[tuple[str, int, str]]:
         """Every case's (id, version, last_hash), streamed in id order."""
