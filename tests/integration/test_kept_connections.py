@@ -1,4 +1,4 @@
-"""Steps reuse the connection the last step left, and never one that is old, failed or mid-transaction."""
+"""Steps reuse the connection the last step left, never one that is stale, failed or in use."""
 
 from __future__ import annotations
 
