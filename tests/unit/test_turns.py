@@ -6,6 +6,7 @@ import multiprocessing as mp
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.store.repository import Store
 from engine.store.turns import WriterTurns
@@ -30,8 +31,8 @@ def _try_from_child(lock_path: str, turns: WriterTurns | None, out: mp.Queue[boo
         out.put(True)
 
 
-def test_a_thread_waits_for_the_turn_and_gets_it_when_released(tmp_path: Path) -> None:
-    turns = WriterTurns(str(tmp_path / "db-writers"))
+def _second_thread_waits(turns: WriterTurns) -> list[str]:
+    """What happened, in order, when a thread asked for the turn this thread held."""
     order: list[str] = []
     with turns.turn():
         other = threading.Thread(target=lambda: _take(turns, order))
@@ -39,7 +40,12 @@ def test_a_thread_waits_for_the_turn_and_gets_it_when_released(tmp_path: Path) -
         time.sleep(0.2)
         order.append("first released")
     other.join(5)
-    assert order == ["first released", "second in"]
+    return order
+
+
+def test_a_thread_waits_for_the_turn_and_gets_it_when_released(tmp_path: Path) -> None:
+    turns = WriterTurns(str(tmp_path / "db-writers"))
+    assert _second_thread_waits(turns) == ["first released", "second in"]
 
 
 def _take(turns: WriterTurns, order: list[str]) -> None:
@@ -47,38 +53,40 @@ def _take(turns: WriterTurns, order: list[str]) -> None:
         order.append("second in")
 
 
+def _child(turns: WriterTurns, *, inherit: bool) -> tuple[Any, mp.Queue[bool]]:
+    """A forked process that tries for the turn: with the parent's object, or on the file."""
+    ctx = mp.get_context("fork")
+    out: mp.Queue[bool] = ctx.Queue()
+    child = ctx.Process(
+        target=_try_from_child, args=(turns.lock_path, turns if inherit else None, out)
+    )
+    child.start()
+    return child, out
+
+
 def test_the_turn_is_reentrant_within_a_thread(tmp_path: Path) -> None:
     turns = WriterTurns(str(tmp_path / "db-writers"))
     with turns.turn(), turns.turn():
         pass
     # released for real: another process can take it now
-    ctx = mp.get_context("fork")
-    out: mp.Queue[bool] = ctx.Queue()
-    child = ctx.Process(target=_try_from_child, args=(turns.lock_path, None, out))
-    child.start()
+    child, out = _child(turns, inherit=False)
     assert out.get(timeout=10) is True
     child.join(10)
 
 
 def test_another_process_cannot_take_the_turn_while_it_is_held(tmp_path: Path) -> None:
     turns = WriterTurns(str(tmp_path / "db-writers"))
-    ctx = mp.get_context("fork")
-    out: mp.Queue[bool] = ctx.Queue()
     with turns.turn():
-        child = ctx.Process(target=_try_from_child, args=(turns.lock_path, None, out))
-        child.start()
+        child, out = _child(turns, inherit=False)
         assert out.get(timeout=10) is False
         child.join(10)
 
 
 def test_a_forked_child_queues_behind_its_parent(tmp_path: Path) -> None:
     turns = WriterTurns(str(tmp_path / "db-writers"))
-    ctx = mp.get_context("fork")
-    out: mp.Queue[bool] = ctx.Queue()
     with turns.turn():
         # forked while the parent holds the turn, with the parent's object
-        child = ctx.Process(target=_try_from_child, args=(turns.lock_path, turns, out))
-        child.start()
+        child, out = _child(turns, inherit=True)
         time.sleep(0.3)
         assert out.empty(), "the child got in while its parent held the turn"
     assert out.get(timeout=10) is True
@@ -102,11 +110,4 @@ def test_a_file_database_takes_turns_beside_its_file(tmp_path: Path) -> None:
 
 def test_without_a_lock_file_writers_still_take_turns_within_the_process(tmp_path: Path) -> None:
     turns = WriterTurns(str(tmp_path / "missing-dir" / "db-writers"))
-    order: list[str] = []
-    with turns.turn():
-        other = threading.Thread(target=lambda: _take(turns, order))
-        other.start()
-        time.sleep(0.1)
-        order.append("first released")
-    other.join(5)
-    assert order == ["first released", "second in"]
+    assert _second_thread_waits(turns) == ["first released", "second in"]
