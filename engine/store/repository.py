@@ -1040,9 +1040,9 @@ class Store:
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        """A connection for one block: the one the last block left, when it is fresh.
+        """A connection for one block: the one the last block gave back, when it is fresh.
 
-        One thread then works on one connection throughout, and on SQLite that matters
+        A single thread then works on one connection throughout, and on SQLite that matters
         beyond the checkout: a connection drops its page cache whenever it finds that
         another connection wrote, so alternating between two reads every page again.
         """
