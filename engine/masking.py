@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Callable, Mapping, MutableMapping
+from functools import partial
 from typing import Any, Final
 
 STARS: Final = "***"
@@ -89,6 +90,10 @@ def _star_all(value: str) -> str:
 def mask_tail(value: str, keep: int) -> str:
     """Replace every letter and digit with ``*`` except the last ``keep`` of them; punctuation
     and spaces stay so the shape remains recognisable."""
+    if keep > 0:
+        tail = value[-keep:]
+        if tail.isalnum():  # usually the kept characters are all letters or digits: no walk
+            return _star_all(value[: len(value) - len(tail)]) + tail
     # Find where the kept tail starts by walking back over it only; the head is masked in one
     # pass in C instead of character by character in Python.
     cut = len(value)
@@ -99,23 +104,8 @@ def mask_tail(value: str, keep: int) -> str:
     return _star_all(value[:cut]) + value[cut:]
 
 
-def _keeping(keep: int) -> Callable[[str], str]:
-    """``mask_tail(value, keep)`` for a fixed ``keep > 0``, one call deep for the table."""
-
-    def mask(value: str) -> str:
-        tail = value[-keep:]
-        if not tail.isalnum():  # usually the kept characters are all letters or digits: no walk
-            return mask_tail(value, keep)
-        head = value[: len(value) - len(tail)]
-        if head.isascii():
-            return head.encode().translate(_ALNUM_TO_STAR).decode() + tail
-        return _ALNUM_RUN.sub(_starred, head) + tail
-
-    return mask
-
-
-_keep_2: Final = _keeping(2)
-_keep_4: Final = _keeping(4)
+_keep_2: Final = partial(mask_tail, keep=2)
+_keep_4: Final = partial(mask_tail, keep=4)
 
 
 def mask_snils(value: str) -> str:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import Connection, Engine
 
 REUSE_SECONDS = 1.0
@@ -70,11 +68,5 @@ class StepConnections:
 def _end_driver_transaction(conn: Connection) -> None:
     # A step's reads run on the driver's cursor outside SQLAlchemy's transaction; psycopg
     # opens one for them implicitly. A step that ended before writing (a replay, a refusal)
-    # leaves it open: roll it back as the pool would have.
-    raw: Any = conn.connection.dbapi_connection
-    info = getattr(raw, "info", None)
-    if info is not None:
-        if info.transaction_status != TransactionStatus.IDLE:
-            raw.rollback()
-    elif getattr(raw, "in_transaction", False):
-        raw.rollback()
+    # leaves it open: roll it back as the pool would have (a no-op for a driver with none).
+    conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]

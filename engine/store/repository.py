@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -21,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from engine.errors import Conflict, EngineError, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
@@ -128,9 +128,10 @@ _CASE_FIELDS = tuple(CaseRecord.__dataclass_fields__)
 # codec turns them into the driver's style.
 
 
-def _columns(fields: Sequence[str]) -> str:
+def _columns(fields: Sequence[str], table: str = "") -> str:
     # "trigger" is an SQL keyword: quoted, as SQLAlchemy quotes it
-    return ", ".join('"trigger"' if f == "trigger" else f for f in fields)
+    prefix = f"{table}." if table else ""
+    return ", ".join(prefix + ('"trigger"' if f == "trigger" else f) for f in fields)
 
 
 _SQL_CASE_COLUMNS = _columns(_CASE_FIELDS)
@@ -185,9 +186,8 @@ _SQL_DUE = (
 # case's lock before its deadlines' (a step updates the case row first), so a worker and an
 # operator never wait on each other in opposite orders; a case in a step is passed over.
 _SQL_DUE_SKIP_LOCKED = (
-    "SELECT "  # noqa: S608
-    + ", ".join(f"deadlines.{c}" for c in _SQL_DEADLINE_COLUMNS.split(", "))
-    + " FROM deadlines JOIN cases ON cases.id = deadlines.case_id "
+    f"SELECT {_columns(_DEADLINE_FIELDS, 'deadlines')} "  # noqa: S608
+    "FROM deadlines JOIN cases ON cases.id = deadlines.case_id "
     "WHERE deadlines.status = 'armed' AND deadlines.due_at <= :b_until{skip} "
     "ORDER BY deadlines.due_at, deadlines.id LIMIT :b_limit "
     "FOR UPDATE OF deadlines, cases SKIP LOCKED"
@@ -352,19 +352,16 @@ class Tx:
     transaction SQLAlchemy opened; the rest go through SQLAlchemy.
     """
 
-    def __init__(self, conn: Connection, turns: WriterTurns | None = None) -> None:
+    def __init__(
+        self, conn: Connection, turn: Callable[[], AbstractContextManager[None]] = nullcontext
+    ) -> None:
         self.conn = conn
-        self._turns = turns
+        self._turn = turn
         self.dialect = conn.dialect.name
         self._codec = codec_for(self.dialect)
         self._cursor: Any = None
         # looked up once: SQLAlchemy builds these listener views on every attribute access
-        listeners = (
-            tuple(conn.dispatch.before_cursor_execute),
-            tuple(conn.dispatch.after_cursor_execute),
-        )
-        self._listeners: tuple[Any, Any] | None = listeners if any(listeners) else None
-        self._driver_error: type[Exception] = conn.dialect.loaded_dbapi.Error
+        self._listeners = _listeners(conn)
         self._sql = self._codec.sql
         self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
         self._savepoints = 0
@@ -387,12 +384,6 @@ class Tx:
         """Execute on the DBAPI cursor; returns the cursor (its rows, its rowcount)."""
         if self._cursor is None:
             self._cursor = self.conn.connection.cursor()
-        if self._listeners is None:
-            # the common case, nobody listening: the driver's execute and nothing else
-            try:
-                return self._cursor.execute(self._sql(sql), params)
-            except self._driver_error as exc:
-                raise _wrapped(sql, params, exc, self._driver_error) from exc
         return _driver_execute(self.conn, self._cursor, self._sql(sql), params, self._listeners)
 
     @contextmanager
@@ -416,11 +407,7 @@ class Tx:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """The write transaction of an optimistic step (``Store.optimistic``)."""
-        if self._turns is None:
-            with self.conn.begin():
-                yield
-            return
-        with self._turns.turn(), self.conn.begin():
+        with self._turn(), self.conn.begin():
             yield
 
     def _end(self, scope: _Scope) -> None:
@@ -955,6 +942,14 @@ class Tx:
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
 
+# Both backends: errors without parameters (applicants' data), JSON columns as the codec's.
+_ENGINE_OPTIONS: dict[str, Any] = {
+    "hide_parameters": True,
+    "json_serializer": dumps,
+    "json_deserializer": loads,
+}
+
+
 class Store:
     """A database: its engine, its migrations, its transactions.
 
@@ -975,10 +970,8 @@ class Store:
             self.engine: Engine = sa.create_engine(
                 self.url,
                 connect_args={"timeout": 30, "check_same_thread": False},
-                hide_parameters=True,
                 **pooling,
-                json_serializer=dumps,
-                json_deserializer=loads,
+                **_ENGINE_OPTIONS,
             )
             sa.event.listen(self.engine, "connect", self._sqlite_connect)
             sa.event.listen(self.engine, "begin", _sqlite_begin)
@@ -987,12 +980,7 @@ class Store:
             )
         else:
             self.engine = sa.create_engine(
-                self.url,
-                pool_pre_ping=True,
-                pool_use_lifo=True,
-                hide_parameters=True,
-                json_serializer=dumps,
-                json_deserializer=loads,
+                self.url, pool_pre_ping=True, pool_use_lifo=True, **_ENGINE_OPTIONS
             )
             self.turns = None
         self.kept = StepConnections(self.engine)
@@ -1011,7 +999,7 @@ class Store:
     def write(self) -> Iterator[Tx]:
         """One write transaction; commits at the end of the block, rolls back on error."""
         with _store_errors(), self._turn(), self._connection() as conn, conn.begin():
-            yield Tx(conn, self.turns)
+            yield Tx(conn, self._turn)
 
     @contextmanager
     def optimistic(self) -> Iterator[Tx]:
@@ -1024,7 +1012,7 @@ class Store:
         not for the reading and the computing, so that other writers run meanwhile.
         """
         with _store_errors(), self._connection() as conn:
-            yield Tx(conn, self.turns)
+            yield Tx(conn, self._turn)
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
@@ -1059,14 +1047,9 @@ class Store:
         finally:
             self.kept.give_back(conn, ok)
 
-    @contextmanager
-    def _turn(self) -> Iterator[None]:
+    def _turn(self) -> AbstractContextManager[None]:
         """This database's writer turn (SQLite), for a block that writes."""
-        if self.turns is None:
-            yield
-            return
-        with self.turns.turn():
-            yield
+        return self.turns.turn() if self.turns is not None else nullcontext()
 
     # ---- migrations ----------------------------------------------------------------------
 
@@ -1113,44 +1096,50 @@ def _store_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database error: {exc.orig}") from exc
 
 
+def _listeners(conn: Connection) -> tuple[tuple[Any, ...], tuple[Any, ...], type[Exception]]:
+    """The cursor-event listeners of ``conn`` and its driver's error class, looked up once.
+
+    SQLAlchemy builds its listener views on every attribute access; with nobody listening
+    (the common case) a statement is then the driver's execute and nothing else.
+    """
+    dispatch = conn.dispatch
+    return (
+        tuple(dispatch.before_cursor_execute),
+        tuple(dispatch.after_cursor_execute),
+        conn.dialect.loaded_dbapi.Error,
+    )
+
+
 def _driver_execute(
     conn: Connection,
     cursor: Any,
     statement: str,
     params: Any,
-    listeners: tuple[Any, Any] | None = None,
+    listeners: tuple[tuple[Any, ...], tuple[Any, ...], type[Exception]],
 ) -> Any:
     """Execute on a DBAPI cursor of ``conn``, bypassing SQLAlchemy's execution machinery.
 
     Whoever listens to SQLAlchemy's cursor events (the benchmark's recorder, the crash tests'
     fault injection) still sees the statement as the driver receives it, and driver errors
-    are raised as SQLAlchemy's exceptions, as every other statement's are.
+    are raised as SQLAlchemy's exceptions, as every other statement's are, without the
+    parameters (applicants' data).
     """
-    dispatch = conn.dispatch
-    before, after = listeners or (dispatch.before_cursor_execute, dispatch.after_cursor_execute)
-    if before:
-        for fn in before:
-            fn(conn, cursor, statement, params, None, False)
-    error = conn.dialect.loaded_dbapi.Error
+    before, after, error = listeners
+    for fn in before:
+        fn(conn, cursor, statement, params, None, False)
     try:
         cursor.execute(statement, params)
     except error as exc:
-        raise _wrapped(statement, params, exc, error) from exc
-    if after:
-        for fn in after:
-            fn(conn, cursor, statement, params, None, False)
+        raise DBAPIError.instance(statement, params, exc, error, hide_parameters=True) from exc
+    for fn in after:
+        fn(conn, cursor, statement, params, None, False)
     return cursor
-
-
-def _wrapped(statement: str, params: Any, exc: Exception, error: type[Exception]) -> StatementError:
-    """A driver error as SQLAlchemy raises it, without the parameters (applicants' data)."""
-    return DBAPIError.instance(statement, params, exc, error, hide_parameters=True)
 
 
 def _sqlite_begin(conn: Connection) -> None:
     read_only = conn.get_execution_options().get("omsflow_read", False)
     statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
-    _driver_execute(conn, conn.connection.cursor(), statement, ())
+    _driver_execute(conn, conn.connection.cursor(), statement, (), _listeners(conn))
 
 
 def is_unique_violation(exc: BaseException) -> bool:
