@@ -10,6 +10,7 @@ left is the database's own cost, with no engine on top.
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -24,11 +25,17 @@ Event = tuple[Any, ...]
 
 @dataclass
 class Recorder:
-    """Collects the events of one SQLAlchemy engine while ``on`` is set."""
+    """Collects the events of one SQLAlchemy engine while ``on`` is set.
+
+    Each event is kept pickled until ``take``: thousands of live parameter dicts and tuples
+    made the garbage collector's passes over the engine's process longer, which cost the
+    timed engine 60-80 µs a step (a fifth of it) that the engine never pays when nothing
+    listens. Bytes are not tracked by the collector; pickling costs ~1.5 µs a statement.
+    """
 
     engine: sa.engine.Engine
     on: bool = False
-    events: list[Event] = field(default_factory=list)
+    events: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         sa.event.listen(self.engine, "before_cursor_execute", self._execute)
@@ -45,20 +52,27 @@ class Recorder:
         executemany: bool,
     ) -> None:
         if self.on:
-            self.events.append(("x", statement, parameters, executemany))
+            self.events.append(_dumps(("x", statement, parameters, executemany)))
 
     def _commit(self, _conn: Any) -> None:
         if self.on:
-            self.events.append(("c",))
+            self.events.append(_COMMIT)
 
     def _rollback(self, _conn: Any) -> None:
         if self.on:
-            self.events.append(("r",))
+            self.events.append(_ROLLBACK)
 
     def take(self) -> list[Event]:
         """The events since the last take."""
         out, self.events = self.events, []
-        return out
+        return [pickle.loads(e) for e in out]  # noqa: S301 (its own bytes, never a file's)
+
+
+def _dumps(event: Event) -> bytes:
+    return pickle.dumps(event, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_COMMIT, _ROLLBACK = _dumps(("c",)), _dumps(("r",))
 
 
 def statements(events: Sequence[Event]) -> int:

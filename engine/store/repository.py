@@ -328,12 +328,18 @@ def _utc(value: datetime) -> datetime:
 
 
 class _Scope:
-    """A transaction or savepoint of a ``Tx``; what it remembered is void once it ends."""
+    """A transaction or savepoint of a ``Tx`` and the keys it remembered.
 
-    __slots__ = ("active",)
+    What a savepoint remembered is void once it is rolled back; once it is released it
+    belongs to the enclosing scope, as the rows it wrote do.
+    """
+
+    __slots__ = ("active", "cases", "opens")
 
     def __init__(self) -> None:
         self.active = True
+        self.cases: list[str] = []
+        self.opens: list[str] = []
 
 
 class Tx:
@@ -346,7 +352,8 @@ class Tx:
     version-checked UPDATE locks the row), and every write here updates what it remembers.
     Each remembered value is tagged with the innermost transaction or savepoint (``savepoint``)
     that last wrote it and is forgotten once that one has ended: a savepoint rolled back (one
-    failed timer among a batch) never leaves a stale case behind.
+    failed timer among a batch) never leaves a stale case behind, and a savepoint released
+    hands what it remembered to the scope around it.
 
     The statements of a step run on the connection's own DBAPI cursor (``_run``), inside the
     transaction SQLAlchemy opened; the rest go through SQLAlchemy.
@@ -401,8 +408,9 @@ class Tx:
             self._run(f"ROLLBACK TO SAVEPOINT {name}", {})
             self._run(f"RELEASE SAVEPOINT {name}", {})
             raise
-        self._end(scope)
         self._run(f"RELEASE SAVEPOINT {name}", {})
+        self._end(scope)
+        self._hand_over(scope, self._scopes[-1])
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -413,6 +421,19 @@ class Tx:
     def _end(self, scope: _Scope) -> None:
         scope.active = False
         self._scopes.remove(scope)
+
+    def _hand_over(self, released: _Scope, parent: _Scope) -> None:
+        # A timer batch's next look at the case (its next due timer) is then served from
+        # memory instead of one more SELECT per timer.
+        for memory, keys, kept in (
+            (self._cases, released.cases, parent.cases),
+            (self._open, released.opens, parent.opens),
+        ):
+            for key in keys:
+                hit = memory.get(key)
+                if hit is not None and hit[0] is released:
+                    memory[key] = (parent, hit[1])  # type: ignore[assignment]
+                    kept.append(key)
 
     # ---- the identity map ------------------------------------------------------------------
 
@@ -429,13 +450,17 @@ class Tx:
         return hit[1]
 
     def _remember_case(self, record: CaseRecord) -> None:
-        self._cases[record.id] = (self._scopes[-1], record)
+        scope = self._scopes[-1]
+        self._cases[record.id] = (scope, record)
+        scope.cases.append(record.id)
 
     def _remember_open(self, case_id: str, rows: list[DeadlineRecord]) -> None:
         rows.sort(key=self._order)
         for d in rows:
             self._owner[d.id] = case_id
-        self._open[case_id] = (self._scopes[-1], rows)
+        scope = self._scopes[-1]
+        self._open[case_id] = (scope, rows)
+        scope.opens.append(case_id)
 
     def _edit_open(self, ids: Sequence[int], edit: Callable[[DeadlineRecord], Any]) -> None:
         """Apply ``edit`` to remembered open deadlines with these ids (None: now closed)."""

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 
 from engine.api import Engine
+from engine.store.repository import Tx
 from engine.testing import ManualClock, person
 from tests.conftest import START
 
@@ -88,3 +89,68 @@ def test_one_refused_case_is_rolled_back_alone_and_fires_later(db_url: str, batc
             ).scalar()
         assert armed == 0
         assert eng.verify() == {}
+
+
+def _case_reads(eng: Engine) -> list[str]:
+    seen: list[str] = []
+
+    @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
+    def _keep(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+        if statement.startswith("SELECT") and "WHERE id = " in statement.replace("\n", " "):
+            seen.append(statement)
+
+    return seen
+
+
+def _write_then_fail(tx: Tx, case_id: str) -> None:
+    with tx.savepoint():
+        tx.update_case(
+            case_id,
+            1,
+            state="in_review",
+            version=2,
+            is_open=True,
+            flags=(),
+            data=None,
+            last_hash="f" * 64,
+            updated_at=START,
+        )
+        raise RuntimeError("the step failed after its write")
+
+
+def test_what_a_released_savepoint_read_stays_known_and_a_rolled_back_one_forgets(
+    db_url: str,
+) -> None:
+    with Engine(db_url, clock=ManualClock(START)) as eng:
+        case_id = eng.open_case("restore", person("restore", 1), "portal:web").id
+        reads = _case_reads(eng)
+        with eng.store.write() as tx:
+            with tx.savepoint():
+                assert tx.get_case(case_id) is not None
+            assert tx.get_case(case_id) is not None  # handed to the transaction: no read
+            assert len(reads) == 1
+            with pytest.raises(RuntimeError):
+                _write_then_fail(tx, case_id)
+            record = tx.get_case(case_id)  # what the rolled-back savepoint wrote is forgotten
+            assert record is not None
+            assert (record.version, record.state) == (1, "pending")
+            assert len(reads) == 2
+
+
+def test_a_case_with_two_due_timers_reads_its_deadlines_once(db_url: str) -> None:
+    clock = ManualClock(START)
+    with Engine(db_url, clock=clock) as eng:
+        eng.open_case("restore", person("restore", 1), "portal:web")
+        seen: list[str] = []
+
+        @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
+        def _keep(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+            if "FROM deadlines" in statement:
+                seen.append(statement)
+
+        clock.set(START + timedelta(days=10))
+        report = eng.fire_due_timers()
+        assert report.fired == 2
+        # the batch's claim and its prefetch, and the empty claim that ends the run; the
+        # case's second timer and the check for a third come from the batch's memory
+        assert len(seen) == 3, seen
