@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import report
+from bench import report, workloads
 from bench.data import OUT
 from bench.workloads import FULL, SMOKE, run_one
 
@@ -119,6 +119,7 @@ def main() -> None:
         "--work-dir", type=Path, default=OUT, help="SQLite cache and work files (bench/out)"
     )
     args = parser.parse_args()
+    workloads.CACHE_LOGGERS = True
     backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
     sizes = args.size or ([200] if args.smoke else [10_000])
     result = run(

@@ -7,10 +7,17 @@ back. A step instead takes a connection that the last step left, if that was les
 longer goes back to the pool and the step checks out a fresh one, pinged as before, so a
 server restart meets a checked connection after a quiet spell; a connection that failed is
 never kept, and one that died drops the others kept with it (they share its fate).
+
+A kept PostgreSQL connection is looked at before reuse, without a round trip: an idle
+connection's socket has nothing to read unless the server closed it or said why it is about
+to (a restart, ``pg_terminate_backend``, an idle timeout). Such a connection is dropped and
+the step checks out a pinged one, so a server that went away between two steps costs no
+failed step.
 """
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 
@@ -26,6 +33,8 @@ class StepConnections:
         self.engine = engine
         self._idle: list[tuple[Connection, float]] = []
         self._lock = threading.Lock()
+        # SQLite has no server to go away
+        self._has_socket = engine.dialect.name == "postgresql"
 
     def take(self) -> Connection:
         now = time.monotonic()
@@ -38,6 +47,10 @@ class StepConnections:
                     conn = kept
                     break
                 stale.append(kept)
+        if conn is not None and self._has_socket and not _quiet(conn):
+            conn.invalidate()
+            stale.append(conn)
+            conn = None
         for old in stale:
             old.close()
         return conn if conn is not None else self.engine.connect()
@@ -63,6 +76,16 @@ class StepConnections:
             idle, self._idle = self._idle, []
         for conn, _since in idle:
             conn.close()
+
+
+def _quiet(conn: Connection) -> bool:
+    """Whether an idle connection's socket has nothing to read (a poll, no round trip)."""
+    try:
+        fileno = conn.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
+        readable, _, _ = select.select([fileno], [], [], 0)
+    except Exception:  # closed already: the driver refuses to give its socket
+        return False
+    return not readable
 
 
 def _end_driver_transaction(conn: Connection) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import time
 from typing import Any
 
 import pytest
@@ -54,20 +56,54 @@ def test_a_refused_step_leaves_no_transaction_open_on_the_kept_connection(eng: E
     eng.fire(case.id, "take", "operator:ivanova")
 
 
+def _wait_until_readable(raw: Any) -> None:
+    # pg_terminate_backend only signals the backend: wait for its goodbye to arrive
+    deadline = time.monotonic() + 10
+    while not select.select([raw.fileno()], [], [], 0.05)[0]:
+        assert time.monotonic() < deadline, "the server never closed the connection"
+
+
 @pytest.mark.pg
-def test_a_connection_the_server_dropped_fails_one_step_and_is_not_kept(pg_url: str) -> None:
+def test_a_connection_the_server_dropped_between_steps_is_not_used(pg_url: str) -> None:
     eng = Engine(pg_url)
     try:
         case = eng.open_case("restore", example_application("restore"), "portal:web")
-        pid = _driver(eng).info.backend_pid
+        raw = _driver(eng)
         admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
         with admin.begin() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid}
+            )
         admin.dispose()
-        with pytest.raises(StoreUnavailable):
-            eng.fire(case.id, "take", "operator:ivanova")
+        _wait_until_readable(raw)
+        step = eng.fire(case.id, "take", "operator:ivanova")  # on a fresh, pinged connection
+        assert step.case.state == "in_review"
+        assert _driver(eng) is not raw
+        assert [e.trigger for e in eng.history(case.id)] == ["open", "take"]
+    finally:
+        eng.close()
+
+
+@pytest.mark.pg
+def test_a_connection_that_dies_in_a_step_fails_that_step_only(pg_url: str) -> None:
+    eng = Engine(pg_url)
+    try:
+        case = eng.open_case("restore", example_application("restore"), "portal:web")
+        raw = _driver(eng)
+        admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid}
+            )
+        admin.dispose()
+        _wait_until_readable(raw)
+        # the poll said nothing: the connection is taken and dies on its first statement
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(connections, "_quiet", lambda _conn: True)
+            with pytest.raises(StoreUnavailable):
+                eng.fire(case.id, "take", "operator:ivanova")
         assert not eng.store.kept._idle
-        step = eng.fire(case.id, "take", "operator:ivanova")  # a fresh, pinged connection
+        step = eng.fire(case.id, "take", "operator:ivanova")
         assert step.case.state == "in_review"
         assert [e.trigger for e in eng.history(case.id)] == ["open", "take"]
     finally:

@@ -115,8 +115,15 @@ def _run(url: str, tmp: Path, cases: int, kills_wanted: int, workers: int) -> di
         pool = running
         if not pool:
             break
-        time.sleep(rng.uniform(0.05, 0.6))
-        if kills >= kills_wanted or fired() >= total:
+        time.sleep(rng.uniform(0.005, 0.05))
+        # Kills are paced by progress, not by the clock: spread over the run however fast
+        # the workers fire, each one mid-run.
+        done = fired()
+        if (
+            kills >= kills_wanted
+            or done >= total
+            or done < total * (kills + 1) // (kills_wanted + 1)
+        ):
             continue
         victim = rng.choice(pool)
         if victim.poll() is not None:
