@@ -1127,7 +1127,9 @@ def _listeners(conn: Connection) -> tuple[tuple[Any, ...], tuple[Any, ...], type
     SQLAlchemy builds its listener views on every attribute access; with nobody listening
     (the common case) a statement is then the driver's execute and nothing else.
     """
-    dispatch = conn.dispatch
+    # Without listeners of its own (SQLAlchemy marks a connection that has some), a
+    # connection's are its engine's: that view is built without joining two collections.
+    dispatch = conn.dispatch if conn._has_events else conn.engine.dispatch
     return (
         tuple(dispatch.before_cursor_execute),
         tuple(dispatch.after_cursor_execute),
