@@ -178,16 +178,31 @@ class MovedDeadline:
 
 @dataclass
 class FireReport:
-    """What ``fire_due_timers`` did."""
+    """What ``fire_due_timers`` did.
+
+    ``outcomes`` holds every timer's outcome, or with ``keep_outcomes`` off (the worker's
+    catch-up after downtime, which must not grow with the number of timers it fires) the
+    failed ones only; the counts and the worst lateness are exact either way.
+    """
 
     fired: int = 0
     stale: int = 0
     failed: int = 0
     outcomes: list[TimerOutcome] = field(default_factory=list)
+    max_lateness_seconds: float = 0.0
+    keep_outcomes: bool = True
 
-    @property
-    def max_lateness_seconds(self) -> float:
-        return max((o.lateness.total_seconds() for o in self.outcomes if o.fired), default=0.0)
+    def add(self, outcome: TimerOutcome, *, failed: bool = False) -> None:
+        if failed:
+            self.failed += 1
+        elif outcome.fired:
+            self.fired += 1
+            late = outcome.lateness.total_seconds()
+            self.max_lateness_seconds = max(self.max_lateness_seconds, late)
+        else:
+            self.stale += 1
+        if failed or self.keep_outcomes:
+            self.outcomes.append(outcome)
 
 
 def _request_hash(payload: Mapping[str, Any]) -> str:
@@ -661,17 +676,20 @@ class Engine:
         *,
         batch: int = 200,
         actor: Actor | str | None = None,
+        keep_outcomes: bool = True,
     ) -> FireReport:
         """Fire every timer due up to ``until`` (default: now), oldest first, in batches.
 
         Each batch commits once; each timer's step runs in its own savepoint, so one case that
         fails is rolled back alone. Timers that the fired steps arm and that fall due before
         ``until`` fire too. Several processes may run this at once on PostgreSQL. An
-        ``actor`` who asks for it is checked: an auditor changes nothing.
+        ``actor`` who asks for it is checked: an auditor changes nothing. With
+        ``keep_outcomes`` off the report keeps counts, the worst lateness and the failures
+        only, so that memory stays flat however many timers a catch-up fires.
         """
         self.refuse_auditor(actor, "fire timers")
         limit = ensure_utc(until, "until") if until else self.now()
-        report = FireReport()
+        report = FireReport(keep_outcomes=keep_outcomes)
         # Cases whose timer failed in this run: they wait for the next run instead of
         # heading every batch and holding up the timers behind them.
         failed: set[str] = set()
@@ -721,14 +739,9 @@ class Engine:
                         problem=problem,
                         exc_info=True,
                     )
-                report.failed += 1
-                report.outcomes.append(TimerOutcome(deadline, False, None, timedelta(0), problem))
+                report.add(TimerOutcome(deadline, False, None, timedelta(0), problem), failed=True)
                 return False
-            report.outcomes.append(outcome)
-            if outcome.fired:
-                report.fired += 1
-            else:
-                report.stale += 1
+            report.add(outcome)
 
     def recompute_deadlines(self, *, batch: int = 500) -> list[MovedDeadline]:
         """Recompute every armed day-unit deadline under the current calendar data.

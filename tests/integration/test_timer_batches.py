@@ -9,15 +9,17 @@ With batches of one the refused timer heads every batch: it must not stop the ru
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from structlog.testing import capture_logs
 
-from engine.api import Engine
+from engine.api import Engine, FireReport
 from engine.store.repository import Tx
 from engine.testing import ManualClock, person
+from engine.timers.worker import Worker
 from tests.conftest import START
 
 
@@ -154,3 +156,40 @@ def test_a_case_with_two_due_timers_reads_its_deadlines_once(db_url: str) -> Non
         # the batch's claim and its prefetch, and the empty claim that ends the run; the
         # case's second timer and the check for a third come from the batch's memory
         assert len(seen) == 3, seen
+
+
+def test_a_catch_up_that_keeps_no_outcomes_still_counts_and_keeps_failures(db_url: str) -> None:
+    clock = ManualClock(START)
+    with Engine(db_url, clock=clock) as eng:
+        ids = [eng.open_case("restore", person("restore", i), "portal:web").id for i in range(3)]
+        good = [ids[0], ids[2]]
+        due = [d.due_at for cid in good for d in eng.get_case(cid).deadlines if d.due_at]
+        _poison(eng, ids[1])
+        clock.set(START + timedelta(days=10))
+
+        report = eng.fire_due_timers(keep_outcomes=False)
+
+        assert (report.fired, report.stale, report.failed) == (4, 0, 1)
+        assert [o.deadline.case_id for o in report.outcomes] == [ids[1]]  # the failure only
+        worst = max(START + timedelta(days=10) - d for d in due).total_seconds()
+        assert report.max_lateness_seconds == worst
+
+
+class _Recording(Engine):
+    """A real engine that remembers how the worker asked it to fire."""
+
+    asked: list[dict[str, object]]
+
+    def fire_due_timers(self, until: datetime | None = None, **kwargs: Any) -> FireReport:
+        self.asked = [*getattr(self, "asked", []), kwargs]
+        return super().fire_due_timers(until, **kwargs)
+
+
+def test_the_worker_fires_without_keeping_each_outcome(db_url: str) -> None:
+    clock = ManualClock(START)
+    with _Recording(db_url, clock=clock) as eng:
+        eng.open_case("restore", person("restore", 1), "portal:web")
+        clock.set(START + timedelta(days=10))
+        Worker(eng, batch=7).tick()
+        assert eng.asked == [{"batch": 7, "keep_outcomes": False}]
+        assert eng.next_due() is None or eng.next_due() > clock.now()
