@@ -56,11 +56,18 @@ def test_a_refused_step_leaves_no_transaction_open_on_the_kept_connection(eng: E
     eng.fire(case.id, "take", "operator:ivanova")
 
 
-def _wait_until_readable(raw: Any) -> None:
+def _drop_kept_connection(eng: Engine, pg_url: str) -> Any:
+    """Have the server end the connection the next step would take; returns that connection."""
+    raw = _driver(eng)
+    admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid})
+    admin.dispose()
     # pg_terminate_backend only signals the backend: wait for its goodbye to arrive
     deadline = time.monotonic() + 10
     while not select.select([raw.fileno()], [], [], 0.05)[0]:
         assert time.monotonic() < deadline, "the server never closed the connection"
+    return raw
 
 
 @pytest.mark.pg
@@ -68,14 +75,7 @@ def test_a_connection_the_server_dropped_between_steps_is_not_used(pg_url: str) 
     eng = Engine(pg_url)
     try:
         case = eng.open_case("restore", example_application("restore"), "portal:web")
-        raw = _driver(eng)
-        admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        with admin.begin() as conn:
-            conn.execute(
-                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid}
-            )
-        admin.dispose()
-        _wait_until_readable(raw)
+        raw = _drop_kept_connection(eng, pg_url)
         step = eng.fire(case.id, "take", "operator:ivanova")  # on a fresh, pinged connection
         assert step.case.state == "in_review"
         assert _driver(eng) is not raw
@@ -89,14 +89,7 @@ def test_a_connection_that_dies_in_a_step_fails_that_step_only(pg_url: str) -> N
     eng = Engine(pg_url)
     try:
         case = eng.open_case("restore", example_application("restore"), "portal:web")
-        raw = _driver(eng)
-        admin = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
-        with admin.begin() as conn:
-            conn.execute(
-                sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": raw.info.backend_pid}
-            )
-        admin.dispose()
-        _wait_until_readable(raw)
+        _drop_kept_connection(eng, pg_url)
         # the poll said nothing: the connection is taken and dies on its first statement
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(connections, "_quiet", lambda _conn: True)
