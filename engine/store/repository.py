@@ -13,13 +13,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -37,6 +33,9 @@ from engine.store.schema import (
     transition_log,
 )
 from engine.store.turns import WriterTurns
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 OPEN_DEADLINE = ("armed", "paused")
 # deadlock detected, serialization failure: PostgreSQL rolled the transaction back; retryable
@@ -1077,30 +1076,42 @@ class Store:
         return self.turns.turn() if self.turns is not None else nullcontext()
 
     # ---- migrations ----------------------------------------------------------------------
+    # alembic is imported by these methods alone: it costs ~0.2 s at startup, and a worker or
+    # an embedding service that steps cases never migrates.
 
     def _alembic(self) -> Config:
+        from alembic.config import Config  # noqa: PLC0415
+
         cfg = Config()
         cfg.set_main_option("script_location", str(files("engine.store") / "migrations"))
         return cfg
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema; a fresh database is created this way, never by create_all."""
+        from alembic import command  # noqa: PLC0415
+
         cfg = self._alembic()
         with self._turn(), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 
     def downgrade(self, revision: str) -> None:
+        from alembic import command  # noqa: PLC0415
+
         cfg = self._alembic()
         with self._turn(), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, revision)
 
     def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
+
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def head_revision(self) -> str | None:
+        from alembic.script import ScriptDirectory  # noqa: PLC0415
+
         return ScriptDirectory.from_config(self._alembic()).get_current_head()
 
     def dispose(self) -> None:
