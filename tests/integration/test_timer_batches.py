@@ -139,6 +139,43 @@ def test_what_a_released_savepoint_read_stays_known_and_a_rolled_back_one_forget
             assert len(reads) == 2
 
 
+def test_savepoints_one_after_another_share_a_name_and_each_rolls_back_alone(
+    db_url: str,
+) -> None:
+    with Engine(db_url, clock=ManualClock(START)) as eng:
+        first = eng.open_case("restore", person("restore", 1), "portal:web").id
+        second = eng.open_case("restore", person("restore", 2), "portal:web").id
+        names: set[str] = set()
+
+        @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
+        def _keep(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+            if statement.startswith("SAVEPOINT"):
+                names.add(statement)
+
+        with eng.store.write() as tx:
+            with tx.savepoint():
+                tx.update_case(
+                    first,
+                    1,
+                    state="in_review",
+                    version=2,
+                    is_open=True,
+                    flags=(),
+                    data=None,
+                    last_hash="e" * 64,
+                    updated_at=START,
+                )
+            with pytest.raises(RuntimeError):
+                _write_then_fail(tx, second)  # the same name again: undoes only its own write
+            with tx.savepoint(), pytest.raises(RuntimeError):
+                _write_then_fail(tx, second)  # nested: rolled back, the outer goes on
+        # a name per depth, so that a batch of hundreds prepares two statements, not hundreds
+        assert names == {"SAVEPOINT omsflow_sp_1", "SAVEPOINT omsflow_sp_2"}
+        one, two = eng.get_case(first), eng.get_case(second)
+        assert (one.version, one.state) == (2, "in_review")
+        assert (two.version, two.state) == (1, "pending")
+
+
 def test_a_case_with_two_due_timers_reads_its_deadlines_once(db_url: str) -> None:
     clock = ManualClock(START)
     with Engine(db_url, clock=clock) as eng:
