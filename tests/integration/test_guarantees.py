@@ -16,6 +16,7 @@ from engine.api import Engine
 from engine.applications import example_application
 from engine.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound
 from engine.machines.loader import DefinitionRegistry, default_definitions_dir, load_file
+from engine.store.repository import HEAD_REVISION
 from engine.store.schema import metadata
 from engine.testing import ManualClock
 
@@ -194,9 +195,21 @@ def test_migrations_give_exactly_the_models_schema(db_url: str) -> None:
         with eng.store.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == []
-        assert eng.store.current_revision() == eng.store.head_revision()
+        assert eng.store.current_revision() == eng.store.head_revision() == HEAD_REVISION
     finally:
         eng.close()
+
+
+def test_an_engine_on_a_database_one_migration_behind_brings_it_to_head(db_url: str) -> None:
+    Engine(db_url).close()
+    eng = Engine(db_url, migrate=False)
+    try:
+        eng.store.downgrade("0002")
+        assert eng.store.current_revision() == "0002"
+    finally:
+        eng.close()
+    with Engine(db_url) as again:
+        assert again.store.current_revision() == HEAD_REVISION
 
 
 def test_migrations_go_down_and_up_again(db_url: str) -> None:
