@@ -52,6 +52,7 @@ DEFAULT_URL = "sqlite:///omsflow.db"
 OPEN_INDEX = "uq_cases_open_subject_type"
 # Optimistic tries of a step before it takes the case under the lock (a busy case).
 _OPTIMISTIC_ATTEMPTS = 2
+_FIRST_BATCH = 8  # timers in the first batch of a run (then 32, 128, ... up to ``batch``)
 _T = TypeVar("_T")
 _log = structlog.get_logger("omsflow.engine")
 
@@ -693,11 +694,14 @@ class Engine:
         # Cases whose timer failed in this run: they wait for the next run instead of
         # heading every batch and holding up the timers behind them.
         failed: set[str] = set()
+        # The first batches are small and grow to ``batch``: a worker starting on a long
+        # catch-up commits its oldest timers within a few steps, not after a full batch.
+        size = min(batch, _FIRST_BATCH)
         while True:
             now = self.now()
             with self.store.write() as tx:
                 due = tx.due_deadlines(
-                    limit, limit=batch, skip_locked=True, skip_cases=frozenset(failed)
+                    limit, limit=size, skip_locked=True, skip_cases=frozenset(failed)
                 )
                 claimed = list(dict.fromkeys(d.case_id for d in due))
                 tx.prefetch(claimed)
@@ -706,6 +710,7 @@ class Engine:
                         failed.add(case_id)
             if not due:
                 return report
+            size = min(batch, size * 4)
 
     def _catch_up_case(
         self, tx: Tx, case_id: str, until: datetime, now: datetime, report: FireReport

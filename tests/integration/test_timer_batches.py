@@ -212,6 +212,36 @@ def test_a_catch_up_that_keeps_no_outcomes_still_counts_and_keeps_failures(db_ur
         assert report.max_lateness_seconds == worst
 
 
+def test_a_run_commits_its_oldest_timers_in_a_small_first_batch_then_larger_ones(
+    db_url: str,
+) -> None:
+    clock = ManualClock(START)
+    with Engine(db_url, clock=clock) as eng:
+        for i in range(25):
+            eng.open_case("restore", person("restore", i), "portal:web")
+        per_commit: list[int] = [0]
+
+        @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
+        def _count(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+            if statement.startswith("INSERT INTO transition_log"):
+                per_commit[-1] += 1
+
+        @sa.event.listens_for(eng.store.engine, "commit")
+        def _commit(_c: object) -> None:
+            per_commit.append(0)
+
+        clock.set(START + timedelta(days=10))
+        report = eng.fire_due_timers(batch=200)
+
+        assert report.fired == 50  # two timers a case
+        fired = [n for n in per_commit if n]
+        assert sum(fired) == 50
+        # eight claimed timers first (their cases' later timers come along), not all 50
+        assert 0 < fired[0] <= 16
+        assert len(fired) >= 2
+        assert fired[1] > fired[0]
+
+
 class _Recording(Engine):
     """A real engine that remembers how the worker asked it to fire."""
 
