@@ -681,12 +681,13 @@ class Engine:
     ) -> FireReport:
         """Fire every timer due up to ``until`` (default: now), oldest first, in batches.
 
-        Each batch commits once; each timer's step runs in its own savepoint, so one case that
-        fails is rolled back alone. Timers that the fired steps arm and that fall due before
-        ``until`` fire too. Several processes may run this at once on PostgreSQL. An
-        ``actor`` who asks for it is checked: an auditor changes nothing. With
-        ``keep_outcomes`` off the report keeps counts, the worst lateness and the failures
-        only, so that memory stays flat however many timers a catch-up fires.
+        Each batch commits once (8 timers first, growing to ``batch``); each timer's step runs
+        in its own savepoint, so one case that fails is rolled back alone. Timers that the
+        fired steps arm and that fall due before ``until`` fire too. Several processes may run
+        this at once on PostgreSQL. An ``actor`` who asks for it is checked: an auditor
+        changes nothing. With ``keep_outcomes`` off the report keeps counts, the worst
+        lateness and the failures only, so that memory stays flat however many timers a
+        catch-up fires.
         """
         self.refuse_auditor(actor, "fire timers")
         limit = ensure_utc(until, "until") if until else self.now()
