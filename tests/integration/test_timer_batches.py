@@ -104,19 +104,23 @@ def _case_reads(eng: Engine) -> list[str]:
     return seen
 
 
+def _take(tx: Tx, case_id: str) -> None:
+    tx.update_case(
+        case_id,
+        1,
+        state="in_review",
+        version=2,
+        is_open=True,
+        flags=(),
+        data=None,
+        last_hash="f" * 64,
+        updated_at=START,
+    )
+
+
 def _write_then_fail(tx: Tx, case_id: str) -> None:
     with tx.savepoint():
-        tx.update_case(
-            case_id,
-            1,
-            state="in_review",
-            version=2,
-            is_open=True,
-            flags=(),
-            data=None,
-            last_hash="f" * 64,
-            updated_at=START,
-        )
+        _take(tx, case_id)
         raise RuntimeError("the step failed after its write")
 
 
@@ -154,17 +158,7 @@ def test_savepoints_one_after_another_share_a_name_and_each_rolls_back_alone(
 
         with eng.store.write() as tx:
             with tx.savepoint():
-                tx.update_case(
-                    first,
-                    1,
-                    state="in_review",
-                    version=2,
-                    is_open=True,
-                    flags=(),
-                    data=None,
-                    last_hash="e" * 64,
-                    updated_at=START,
-                )
+                _take(tx, first)
             with pytest.raises(RuntimeError):
                 _write_then_fail(tx, second)  # the same name again: undoes only its own write
             with tx.savepoint(), pytest.raises(RuntimeError):
