@@ -966,10 +966,10 @@ class Tx:
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
 
-# Both backends: errors without parameters (applicants' data), JSON columns as the codec's.
 # The newest migration in engine/store/migrations/versions; a test holds it to alembic's head.
 HEAD_REVISION = "0003"
 
+# Both backends: errors without parameters (applicants' data), JSON columns as the codec's.
 _ENGINE_OPTIONS: dict[str, Any] = {
     "hide_parameters": True,
     "json_serializer": dumps,
@@ -1119,6 +1119,8 @@ class Store:
         """alembic's version row read with one SELECT; None when there is none (or no table)."""
         try:
             with self.engine.connect() as conn:
+                # a plain BEGIN on SQLite: a look at the version takes no write lock
+                conn.execution_options(omsflow_read=True)
                 rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
         except DBAPIError:
             return None  # a fresh database: alembic creates the table
