@@ -110,9 +110,11 @@ def _run(url: str, tmp: Path, cases: int, kills_wanted: int, workers: int) -> di
     worst_stall = 0.0
     total = 2 * cases
     while True:
-        running = [p for p in pool if p.poll() is None]
-        finished += [p for p in pool if p.poll() is not None]
-        pool = running
+        # polled once each: a worker that exits between two polls must not land in both
+        # lists, or it is read twice and its second read is empty
+        exits = [(p, p.poll()) for p in pool]
+        finished += [p for p, code in exits if code is not None]
+        pool = [p for p, code in exits if code is None]
         if not pool:
             break
         time.sleep(rng.uniform(0.005, 0.05))
