@@ -1092,7 +1092,7 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema; a fresh database is created this way, never by create_all."""
-        if revision == "head" and self._recorded_revision() == HEAD_REVISION:
+        if revision == "head" and self.current_revision() == HEAD_REVISION:
             return
         from alembic import command  # noqa: PLC0415
 
@@ -1110,12 +1110,6 @@ class Store:
             command.downgrade(cfg, revision)
 
     def current_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext  # noqa: PLC0415
-
-        with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
-
-    def _recorded_revision(self) -> str | None:
         """alembic's version row read with one SELECT; None when there is none (or no table)."""
         try:
             with self.engine.connect() as conn:

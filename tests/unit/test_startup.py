@@ -17,7 +17,7 @@ from engine.api import Engine
 
 CHECK = """
 import sys
-import engine.api, engine.timers.worker
+import engine.timers.worker
 from engine.api import Engine
 engine = Engine(sys.argv[1], migrate=sys.argv[2] == "migrate")
 engine.list_cases(limit=1)
