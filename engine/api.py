@@ -681,8 +681,10 @@ class Engine:
     ) -> FireReport:
         """Fire every timer due up to ``until`` (default: now), oldest first, in batches.
 
-        Each batch commits once (8 timers first, growing to ``batch``); each timer's step runs
-        in its own savepoint, so one case that fails is rolled back alone. Timers that the
+        Each batch commits once (8 timers first, growing to ``batch``; on PostgreSQL at most 64
+        savepoints, the subtransactions a transaction holds before it slows every session of
+        the server); each timer's step runs in its own savepoint, so one case that fails is
+        rolled back alone. Timers that the
         fired steps arm and that fall due before ``until`` fire too. Several processes may run
         this at once on PostgreSQL. An ``actor`` who asks for it is checked: an auditor
         changes nothing. With ``keep_outcomes`` off the report keeps counts, the worst
@@ -701,12 +703,18 @@ class Engine:
         while True:
             now = self.now()
             with self.store.write() as tx:
+                budget = tx.savepoint_budget
                 due = tx.due_deadlines(
-                    limit, limit=size, skip_locked=True, skip_cases=frozenset(failed)
+                    limit,
+                    limit=size if budget is None else min(size, budget),
+                    skip_locked=True,
+                    skip_cases=frozenset(failed),
                 )
                 claimed = list(dict.fromkeys(d.case_id for d in due))
                 tx.prefetch(claimed)
                 for case_id in claimed:
+                    if not tx.savepoint_room():
+                        break  # the rest stay due and head the next batch
                     if not self._catch_up_case(tx, case_id, limit, now, report):
                         failed.add(case_id)
             if not due:
@@ -723,7 +731,7 @@ class Engine:
         case's log stays in time order. Returns False when a timer failed: its savepoint is
         rolled back, it stays due, and the case's later timers wait with it.
         """
-        while True:
+        while tx.savepoint_room():
             due = tx.due_deadlines(until, limit=1, case_id=case_id)
             if not due:
                 return True
@@ -748,6 +756,7 @@ class Engine:
                 report.add(TimerOutcome(deadline, False, None, timedelta(0), problem), failed=True)
                 return False
             report.add(outcome)
+        return True  # the transaction's savepoints are spent: the rest wait for the next batch
 
     def recompute_deadlines(self, *, batch: int = 500) -> list[MovedDeadline]:
         """Recompute every armed day-unit deadline under the current calendar data.

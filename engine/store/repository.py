@@ -41,6 +41,7 @@ OPEN_DEADLINE = ("armed", "paused")
 # deadlock detected, serialization failure: PostgreSQL rolled the transaction back; retryable
 _RETRYABLE = ("40P01", "40001")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_CACHED_SUBXIDS = 64  # see Tx.savepoint_budget
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,12 @@ class Tx:
         self._listeners = _listeners(conn)
         self._sql = self._codec.sql
         self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
+        self.savepoints = 0  # opened in this transaction, released or not
+        # PostgreSQL keeps the subtransactions of a transaction in a per-backend cache of 64
+        # (PGPROC_MAX_CACHED_SUBXIDS), and a released savepoint stays in it until the commit.
+        # One transaction past it "overflows": until it ends, every session's snapshot checks
+        # go through pg_subtrans, a server-wide slowdown. SQLite has no such limit.
+        self.savepoint_budget = _PG_CACHED_SUBXIDS if self.dialect == "postgresql" else None
         self._cases: dict[str, tuple[_Scope, CaseRecord]] = {}
         self._open: dict[str, tuple[_Scope, list[DeadlineRecord]]] = {}
         # which case a remembered deadline belongs to: a timer batch remembers hundreds of
@@ -398,6 +405,7 @@ class Tx:
         # and so one prepared statement each in the driver's cache instead of 400 a batch
         name = f"omsflow_sp_{len(self._scopes)}"
         self._run(f"SAVEPOINT {name}", {})
+        self.savepoints += 1
         scope = _Scope()
         self._scopes.append(scope)
         try:
@@ -410,6 +418,10 @@ class Tx:
         self._run(f"RELEASE SAVEPOINT {name}", {})
         self._end(scope)
         self._hand_over(scope, self._scopes[-1])
+
+    def savepoint_room(self) -> bool:
+        """Whether one more savepoint fits in the transaction (see ``savepoint_budget``)."""
+        return self.savepoint_budget is None or self.savepoints < self.savepoint_budget
 
     @contextmanager
     def writing(self) -> Iterator[None]:

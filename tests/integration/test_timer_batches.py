@@ -236,6 +236,35 @@ def test_a_run_commits_its_oldest_timers_in_a_small_first_batch_then_larger_ones
         assert fired[1] > fired[0]
 
 
+def test_a_postgresql_batch_stays_within_the_servers_subtransaction_cache(db_url: str) -> None:
+    # Past 64 subtransactions in one transaction PostgreSQL's snapshots overflow to
+    # pg_subtrans and every session of the server slows down; SQLite has no such limit.
+    clock = ManualClock(START)
+    with Engine(db_url, clock=clock) as eng:
+        for i in range(100):
+            eng.open_case("restore", person("restore", i), "portal:web")
+        per_commit: list[int] = [0]
+
+        @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
+        def _count(_c: object, _cur: object, statement: str, *_rest: object) -> None:
+            if statement.startswith("SAVEPOINT"):
+                per_commit[-1] += 1
+
+        @sa.event.listens_for(eng.store.engine, "commit")
+        def _commit(_c: object) -> None:
+            per_commit.append(0)
+
+        clock.set(START + timedelta(days=10))
+        report = eng.fire_due_timers(batch=200)
+
+        assert report.fired == 200  # two timers a case, every one fired
+        assert sum(per_commit) == 200
+        if eng.store.dialect == "postgresql":
+            assert max(per_commit) == 64
+        else:
+            assert max(per_commit) > 64
+
+
 class _Recording(Engine):
     """A real engine that remembers how the worker asked it to fire."""
 
