@@ -168,6 +168,8 @@ def run_one(
         if backend == "sqlite"
         else data.pg_pair(pg_url, size, smoke=smoke)
     )
+    for url in (pair.engine_url, pair.limit_url):
+        data.settle(backend, url)
     prepared_s = time.perf_counter() - build
     try:
         return _run_pair(pair, backend, sync, size, plan, prepared_s, say)
@@ -200,6 +202,7 @@ def _run_pair(
     say(f"  {plan.timers} due timers")
     data_fill = time.perf_counter()
     _fill_due(pair.backend, pair.engine_url, plan.timers)
+    data.settle(pair.backend, pair.engine_url)
     fill_s = time.perf_counter() - data_fill
     clock.set(TIMERS_RUN)
     report: list[Any] = []
@@ -265,6 +268,7 @@ def _replay(pair: data.Pair, backend: str, sync: str, phases: list[Phase]) -> No
     for phase in phases:
         if phase.due_before:
             _fill_due(backend, pair.limit_url, phase.due_before)
+            data.settle(backend, pair.limit_url)
         if phase.per_proc:
             phase.limit_s = _replay_processes(
                 backend, pair.limit_url, sync, phase.per_proc_setup, phase.per_proc
