@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from engine.applications import subject_key
+from engine import applications
 from engine.clock import Clock, SystemClock, ensure_utc
 from engine.errors import (
     Conflict,
@@ -351,7 +351,7 @@ class Engine:
         request = StepRequest("open", who, now, now, comment=comment, correlation_id=correlation_id)
         result = compiled.open(case_id, data, request)
         zone = zone_of(result.data)
-        subject = subject_key(compiled.definition.data_model, result.data)
+        subject = applications.subject_key(compiled.definition.data_model, result.data)
         fingerprint = (
             _request_hash(
                 {

@@ -9,8 +9,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.applications import example_application
-from engine.applications.fields import check_snils, format_snils, parse_date, snils_check_number
+from engine import applications
 from engine.clock import ensure_utc
 from engine.machines.checks import PersonRecord, Registries, RegistryUnavailable
 
@@ -47,13 +46,17 @@ class ManualClock:
 
 def make_snils(n: int) -> str:
     """The ``n``-th valid SNILS (formatted), for seeding tests, rehearsals and the demo."""
+    # imported here: a host that only needs ManualClock (a timer worker) never loads the
+    # application models behind the fields
+    from engine.applications.fields import format_snils, snils_check_number  # noqa: PLC0415
+
     body = f"{2_000_000 + n:09d}"
     return format_snils(f"{body}{snils_check_number(body):02d}")
 
 
 def person(type_: str, n: int) -> dict[str, Any]:
     """The example application of ``type_`` for the ``n``-th distinct person."""
-    data = example_application(type_)
+    data = applications.example_application(type_)
     data["applicant"]["snils"] = make_snils(2 * n)
     if "parent_snils" in data:
         data["parent_snils"] = data["applicant"]["snils"]
@@ -104,6 +107,8 @@ class InMemoryRegistries:
         policy_status: str = "active",
     ) -> None:
         """Seed a person (SNILS in any accepted notation, birth date ISO or DD.MM.YYYY)."""
+        from engine.applications.fields import check_snils, parse_date  # noqa: PLC0415
+
         digits = check_snils(snils)
         self.people[digits] = PersonRecord(
             digits, full_name, parse_date(birth_date).isoformat(), policy_number

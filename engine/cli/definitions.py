@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from engine.applications import example_application, json_schema
+from engine import applications
 from engine.cli import output
 from engine.cli.context import settings
 from engine.errors import EngineError, FieldError, InvalidDefinition, InvalidInput
@@ -232,14 +232,14 @@ def validate(
 def schema(type_: TypeArgument, version: VersionOption = None) -> None:
     """The JSON Schema of the type's application data (always JSON)."""
     c = _registry().get(type_, version)
-    output.emit_json(json_schema(c.definition.data_model))
+    output.emit_json(applications.json_schema(c.definition.data_model))
 
 
 @app.command("example")
 def example(type_: TypeArgument, version: VersionOption = None) -> None:
     """A valid example application that 'case open TYPE --data -' accepts as is (JSON)."""
     c = _registry().get(type_, version)
-    output.emit_json(example_application(c.definition.data_model))
+    output.emit_json(applications.example_application(c.definition.data_model))
 
 
 def render_svg(dot: str) -> str:

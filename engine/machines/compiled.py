@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from transitions import EventData, Machine
 
-from engine.applications import validate_application, validate_changes
+from engine import applications
 from engine.errors import FieldError, InvalidInput, NotPermitted
 from engine.machines.definition import ROLES, DeadlineSpec, Definition, TransitionSpec
 from engine.machines.log import LogEntry
@@ -214,7 +214,8 @@ class CompiledDefinition:
                 allowed=[],
             )
         zone = zone_of(data)
-        clean = validate_application(d.data_model, data, today=local_date(request.at, zone))
+        today = local_date(request.at, zone)
+        clean = applications.validate_application(d.data_model, data, today=today)
         entry = LogEntry(
             case_id=case_id,
             seq=1,
@@ -270,7 +271,7 @@ class CompiledDefinition:
         refusal: InvalidInput | None = None
         if request.changes:
             try:
-                data, diff = validate_changes(
+                data, diff = applications.validate_changes(
                     self.definition.data_model,
                     case.data,
                     request.changes,
