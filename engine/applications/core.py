@@ -28,12 +28,8 @@ from pydantic_core import PydanticCustomError
 from engine.applications import MODEL_NAMES
 from engine.applications.fields import (
     ROOT_FIELD,
-    RULES,
-    PolicyFormat,
     check_snils,
-    classify_policy_number,
     content_hash,
-    detect_policy_format,
     field_errors,
     normalize_name_key,
     parse_date,
@@ -322,21 +318,3 @@ def subject_key(name: str, data: Mapping[str, Any]) -> str:
         field = f"{where}.snils" if exc.type.startswith("snils") else f"{where}.birth_date"
         expected = str((exc.context or {}).get("expected") or "") or None
         raise InvalidInput([FieldError(field, exc.type, exc.message(), expected)]) from None
-
-
-__all__ = [
-    "REASON_PRIORITY",
-    "RULES",
-    "PolicyFormat",
-    "application_model",
-    "classify_policy_number",
-    "detect_policy_format",
-    "diff_fields",
-    "example_application",
-    "flatten",
-    "json_schema",
-    "merge_changes",
-    "subject_key",
-    "validate_application",
-    "validate_changes",
-]

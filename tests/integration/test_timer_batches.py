@@ -206,18 +206,18 @@ def test_a_catch_up_that_keeps_no_outcomes_still_counts_and_keeps_failures(db_ur
         assert report.max_lateness_seconds == worst
 
 
-def test_a_run_commits_its_oldest_timers_in_a_small_first_batch_then_larger_ones(
-    db_url: str,
-) -> None:
+def _fire_counting(db_url: str, cases: int, prefix: str) -> tuple[FireReport, list[int], str]:
+    """Open restore cases, let their timers fall due and fire them all at once: the report,
+    how many statements starting with ``prefix`` each commit held, and the dialect."""
     clock = ManualClock(START)
     with Engine(db_url, clock=clock) as eng:
-        for i in range(25):
+        for i in range(cases):
             eng.open_case("restore", person("restore", i), "portal:web")
         per_commit: list[int] = [0]
 
         @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
         def _count(_c: object, _cur: object, statement: str, *_rest: object) -> None:
-            if statement.startswith("INSERT INTO transition_log"):
+            if statement.startswith(prefix):
                 per_commit[-1] += 1
 
         @sa.event.listens_for(eng.store.engine, "commit")
@@ -225,44 +225,34 @@ def test_a_run_commits_its_oldest_timers_in_a_small_first_batch_then_larger_ones
             per_commit.append(0)
 
         clock.set(START + timedelta(days=10))
-        report = eng.fire_due_timers(batch=200)
+        return eng.fire_due_timers(batch=200), per_commit, eng.store.dialect
 
-        assert report.fired == 50  # two timers a case
-        fired = [n for n in per_commit if n]
-        assert sum(fired) == 50
-        # eight claimed timers first (their cases' later timers come along), not all 50
-        assert 0 < fired[0] <= 16
-        assert len(fired) >= 2
-        assert fired[1] > fired[0]
+
+def test_a_run_commits_its_oldest_timers_in_a_small_first_batch_then_larger_ones(
+    db_url: str,
+) -> None:
+    report, per_commit, _ = _fire_counting(db_url, 25, "INSERT INTO transition_log")
+
+    assert report.fired == 50  # two timers a case
+    fired = [n for n in per_commit if n]
+    assert sum(fired) == 50
+    # eight claimed timers first (their cases' later timers come along), not all 50
+    assert 0 < fired[0] <= 16
+    assert len(fired) >= 2
+    assert fired[1] > fired[0]
 
 
 def test_a_postgresql_batch_stays_within_the_servers_subtransaction_cache(db_url: str) -> None:
     # Past 64 subtransactions in one transaction PostgreSQL's snapshots overflow to
     # pg_subtrans and every session of the server slows down; SQLite has no such limit.
-    clock = ManualClock(START)
-    with Engine(db_url, clock=clock) as eng:
-        for i in range(100):
-            eng.open_case("restore", person("restore", i), "portal:web")
-        per_commit: list[int] = [0]
+    report, per_commit, dialect = _fire_counting(db_url, 100, "SAVEPOINT")
 
-        @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
-        def _count(_c: object, _cur: object, statement: str, *_rest: object) -> None:
-            if statement.startswith("SAVEPOINT"):
-                per_commit[-1] += 1
-
-        @sa.event.listens_for(eng.store.engine, "commit")
-        def _commit(_c: object) -> None:
-            per_commit.append(0)
-
-        clock.set(START + timedelta(days=10))
-        report = eng.fire_due_timers(batch=200)
-
-        assert report.fired == 200  # two timers a case, every one fired
-        assert sum(per_commit) == 200
-        if eng.store.dialect == "postgresql":
-            assert max(per_commit) == 64
-        else:
-            assert max(per_commit) > 64
+    assert report.fired == 200  # two timers a case, every one fired
+    assert sum(per_commit) == 200
+    if dialect == "postgresql":
+        assert max(per_commit) == 64
+    else:
+        assert max(per_commit) > 64
 
 
 class _Recording(Engine):
