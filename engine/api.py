@@ -684,12 +684,11 @@ class Engine:
         Each batch commits once (8 timers first, growing to ``batch``; on PostgreSQL at most 64
         savepoints, the subtransactions a transaction holds before it slows every session of
         the server); each timer's step runs in its own savepoint, so one case that fails is
-        rolled back alone. Timers that the
-        fired steps arm and that fall due before ``until`` fire too. Several processes may run
-        this at once on PostgreSQL. An ``actor`` who asks for it is checked: an auditor
-        changes nothing. With ``keep_outcomes`` off the report keeps counts, the worst
-        lateness and the failures only, so that memory stays flat however many timers a
-        catch-up fires.
+        rolled back alone. Timers that the fired steps arm and that fall due before ``until``
+        fire too. Several processes may run this at once on PostgreSQL. An ``actor`` who asks
+        for it is checked: an auditor changes nothing. With ``keep_outcomes`` off the report
+        keeps counts, the worst lateness and the failures only, so that memory stays flat
+        however many timers a catch-up fires.
         """
         self.refuse_auditor(actor, "fire timers")
         limit = ensure_utc(until, "until") if until else self.now()
