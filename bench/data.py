@@ -318,7 +318,8 @@ def settle(backend: str, url: str) -> None:
     Copying a 1M-case base leaves gigabytes of dirty pages: written back by the kernel while
     the engine's first phases ran (the limit's replay comes later, on a settled disk), they
     took the disk from the engine's commits alone. PostgreSQL's clone and bulk fill are its
-    own dirty buffers: a CHECKPOINT writes them now instead of during a phase.
+    own dirty buffers: a CHECKPOINT writes them now instead of during a phase. Both reach
+    every database of the machine or server, not only ``url``'s.
     """
     if backend == "postgresql":
         with psycopg.connect(conninfo(url), autocommit=True) as conn:

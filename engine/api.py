@@ -712,8 +712,6 @@ class Engine:
                 claimed = list(dict.fromkeys(d.case_id for d in due))
                 tx.prefetch(claimed)
                 for case_id in claimed:
-                    if not tx.savepoint_room():
-                        break  # the rest stay due and head the next batch
                     if not self._catch_up_case(tx, case_id, limit, now, report):
                         failed.add(case_id)
             if not due:
@@ -755,7 +753,9 @@ class Engine:
                 report.add(TimerOutcome(deadline, False, None, timedelta(0), problem), failed=True)
                 return False
             report.add(outcome)
-        return True  # the transaction's savepoints are spent: the rest wait for the next batch
+        # the transaction's savepoints are spent: this case's later timers, and the cases
+        # claimed after it, stay due and head the next batch
+        return True
 
     def recompute_deadlines(self, *, batch: int = 500) -> list[MovedDeadline]:
         """Recompute every armed day-unit deadline under the current calendar data.

@@ -96,8 +96,10 @@ def worker(
             report = _fire(s, engine, None)
         else:
             try:
-                # imported here: the worker pulls in the scheduler, which other commands never need
+                # imported here: other commands never need the worker; building it checks
+                # that APScheduler, which it imports only after its first catch-up, is there
                 module = importlib.import_module("engine.timers.worker")
+                worker = module.Worker(engine, poll_seconds=poll)
             except ImportError as exc:
                 raise WorkerMissing(str(exc)) from None
             engine.refuse_auditor(s.actor, "run the timer worker")
@@ -113,6 +115,6 @@ def worker(
                 )
             # Ctrl-C is how an operator stops the worker: a normal end, not an error
             with contextlib.suppress(KeyboardInterrupt):
-                module.run_worker(engine, poll_seconds=poll)
+                worker.start()
             return
     _show(s, report)

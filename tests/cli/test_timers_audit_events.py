@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import sqlite3
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -110,6 +111,13 @@ def test_worker_once_fires_what_is_due(cli: Cli) -> None:
     assert cli.ok("case", "list", "--overdue")[0]["id"] == case_id
     again = cli.ok("worker", "--once", now="2026-12-01T09:00:00+03:00")
     assert again["fired"] == 0
+
+
+def test_worker_without_apscheduler_says_so_1(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the worker imports APScheduler only after its first catch-up; the CLI still refuses
+    # at once, with its own error, when the install lacks it
+    monkeypatch.setitem(sys.modules, "apscheduler", None)
+    assert cli.fails(1, "worker")["error"] == "worker_missing"
 
 
 def test_timers_run_needs_an_aware_instant_2(cli: Cli) -> None:
