@@ -127,11 +127,14 @@ def python_process(
 
     Children configure logging to stderr (JSON, WARNING): a full stdout pipe would block them.
     """
-    path = tmp / name
+    # a script file of its own: rewriting a shared one while an earlier child's interpreter
+    # was still reading it gave that child an empty script, which exits 0 printing nothing
+    child = f"{name}.{uuid.uuid4().hex[:8]}"
+    path = tmp / f"{child}.py"
     path.write_text(script, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k != "OMSFLOW_LONG_TESTS"}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    with (tmp / f"{name}.{uuid.uuid4().hex[:8]}.err").open("w") as stderr:
+    with (tmp / f"{child}.err").open("w") as stderr:
         return subprocess.Popen(
             [sys.executable, str(path), *args],
             stdout=subprocess.PIPE,

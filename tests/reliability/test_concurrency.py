@@ -147,7 +147,7 @@ def _processes(url: str, tmp: Path, n_procs: int, steps: int) -> dict[str, Any]:
     results = []
     for p in procs:
         stdout, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, (tmp / "child.py").read_text()
+        assert p.returncode == 0, p.args  # its stderr is in the .err file beside the script
         results.append(json.loads(stdout))
     return _check(url, ids, results)
 
