@@ -247,11 +247,10 @@ def sqlite_pair(size: int, *, smoke: bool, root: Path = OUT) -> Pair:
         tmp = cache.with_suffix(".building")
         for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
             p.unlink(missing_ok=True)
-        store = Store(f"sqlite:///{tmp}")
-        store.upgrade()
-        store.dispose()
+        _upgrade(f"sqlite:///{tmp}")
         fill_sqlite(str(tmp), 0xF111, 0, size)
         tmp.rename(cache)
+    _upgrade(f"sqlite:///{cache}")
     work = root / "work"
     work.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -262,6 +261,14 @@ def sqlite_pair(size: int, *, smoke: bool, root: Path = OUT) -> Pair:
         shutil.copyfile(cache, target)
         paths.append(f"sqlite:///{target}")
     return Pair("sqlite", paths[0], paths[1], [])
+
+
+def _upgrade(url: str) -> None:
+    """A base cached by an older version is migrated to the engine's schema (at the head: one
+    SELECT), as a deployment's database would be."""
+    store = Store(url)
+    store.upgrade()
+    store.dispose()
 
 
 def _search_path(url: str) -> str | None:
@@ -285,9 +292,7 @@ def pg_pair(server_url: str, size: int, *, smoke: bool) -> Pair:
                 u = url.update_query_dict({"options": f"-csearch_path={name}"})
                 urls.append(u.render_as_string(hide_password=False))
         for text in urls:
-            store = Store(text)
-            store.upgrade()
-            store.dispose()
+            _upgrade(text)
             fill_pg(conninfo(text), 0xF111, 0, size)
         return Pair("postgresql", urls[0], urls[1], [f"SCHEMA {n}" for n in names])
     base = f"omsflow_bench_base_{size}"
@@ -298,12 +303,11 @@ def pg_pair(server_url: str, size: int, *, smoke: bool) -> Pair:
             conn.execute(f"DROP DATABASE IF EXISTS {base}_building")
             conn.execute(f"CREATE DATABASE {base}_building")
             building = url.set(database=f"{base}_building").render_as_string(hide_password=False)
-            store = Store(building)
-            store.upgrade()
-            store.dispose()
+            _upgrade(building)
             fill_pg(conninfo(building), 0xF111, 0, size)
             conn.execute(f"DROP DATABASE IF EXISTS {base}")
             conn.execute(f"ALTER DATABASE {base}_building RENAME TO {base}")
+        _upgrade(url.set(database=base).render_as_string(hide_password=False))
         urls = []
         for name in ("omsflow_bench_engine", "omsflow_bench_limit"):
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -979,7 +979,7 @@ class Tx:
 
 
 # The newest migration in engine/store/migrations/versions; a test holds it to alembic's head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 # Both backends: errors without parameters (applicants' data), JSON columns as the codec's.
 _ENGINE_OPTIONS: dict[str, Any] = {

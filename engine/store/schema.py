@@ -128,7 +128,8 @@ deadlines = sa.Table(
     sa.Column("closed_seq", sa.Integer),
     sa.Column("closed_at", UTCDateTime),
     sa.Column("calendar", sa.String(64)),
-    sa.Index(None, "status", "due_at"),
+    # the claim's order (due_at, id) in the index: see migration 0004
+    sa.Index(None, "status", "due_at", "id"),
     sa.Index(None, "case_id", "status"),
 )
 
