@@ -29,6 +29,7 @@ from engine.errors import (
     InvalidInput,
     NotFound,
     NotPermitted,
+    TransactionConflict,
 )
 from engine.machines.checks import CHECKS, Registries, RegistryUnavailable
 from engine.machines.compiled import Actor, StepRequest, local_date, zone_of
@@ -488,7 +489,9 @@ class Engine:
                 replay = self._replay(tx, key, fingerprint)
                 if replay is not None:
                     return _replayed(replay)
-            loaded = self._load_expected(tx, case_id, expected_version)
+            # under the case's lock: a writer that commits meanwhile waits instead of making
+            # this last try a Conflict for a caller who asked for no version
+            loaded = self._load_expected(tx, case_id, expected_version, lock=True)
             timer_entries = self._catch_up(tx, loaded, now)
             if timer_entries:
                 loaded = self.stepper.load(tx, case_id)
@@ -513,8 +516,10 @@ class Engine:
             raise error
         return outcome
 
-    def _load_expected(self, tx: Tx, case_id: str, expected_version: int | None) -> Loaded:
-        loaded = self.stepper.load(tx, case_id)
+    def _load_expected(
+        self, tx: Tx, case_id: str, expected_version: int | None, *, lock: bool = False
+    ) -> Loaded:
+        loaded = self.stepper.load(tx, case_id, lock=lock)
         if expected_version is not None and loaded.record.version != expected_version:
             raise Conflict(case_id, expected_version, loaded.record.version)
         return loaded
@@ -563,8 +568,9 @@ class Engine:
                             self._view(tx, case_id, who, reveal=False), result.entry
                         )
                         tx.put_idempotency(key, fingerprint, case_id, outcome.to_json(), now)
-            except Conflict:
-                if expected_version is not None:
+            except Conflict as exc:
+                # a deadline that moved under the step is no news of the case's version
+                if expected_version is not None and not isinstance(exc, TransactionConflict):
                     raise
                 return None
             if key is None:

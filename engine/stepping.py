@@ -67,7 +67,7 @@ class StepWrite:
     read_version: int | None  # the version the step was computed from; None: a new case
     data_changed: bool  # False: the step left the application as it was read
     cancel: list[int]
-    pause: list[tuple[int, timedelta]]  # deadline id, working time left
+    pause: list[tuple[DeadlineRecord, timedelta]]  # as read, and its working time left
     resume: list[tuple[int, datetime]]  # deadline id, new due instant
     arm: list[NewDeadline]
     outbox: list[tuple[str, str, str, dict[str, Any]]]
@@ -90,8 +90,10 @@ class Stepper:
         self.registry = registry
         self.calendar = calendar
 
-    def load(self, tx: Tx, case_id: str) -> Loaded:
-        record = tx.get_case(case_id)
+    def load(self, tx: Tx, case_id: str, *, lock: bool = False) -> Loaded:
+        """The case and its open deadlines; with ``lock``, the case row is locked for ``tx``
+        (PostgreSQL; a SQLite writer holds the whole database already)."""
+        record = tx.get_case(case_id, lock=lock)
         if record is None:
             raise NotFound("case", case_id)
         compiled = self.registry.get(record.type, record.definition_version)
@@ -164,7 +166,7 @@ class Stepper:
         for name in result.pause:
             d = by_name[name]
             assert d.due_at is not None
-            pauses.append((d.id, remaining(at, d.due_at, d.unit, d.zone, self.calendar)))
+            pauses.append((d, remaining(at, d.due_at, d.unit, d.zone, self.calendar)))
         resumes = []
         for name in result.resume:
             d = by_name[name]
@@ -218,8 +220,8 @@ class Stepper:
         tx.append_log(entry)
         at, seq = entry.at, entry.seq
         tx.close_deadlines(write.cancel, "cancelled", seq, at)
-        for deadline_id, left in write.pause:
-            tx.pause_deadline(deadline_id, left.total_seconds())
+        for deadline, left in write.pause:
+            tx.pause_deadline(deadline, left.total_seconds())
         for deadline_id, due_at in write.resume:
             tx.resume_deadline(deadline_id, due_at, at)
         tx.insert_deadlines(case.id, seq, write.arm)
@@ -316,7 +318,7 @@ class Stepper:
         try:
             result = loaded.compiled.step(loaded.state(), request)
         except EngineError as exc:
-            tx.close_deadlines([deadline.id], "stale", loaded.record.version, now)
+            tx.close_due(deadline, "stale", loaded.record.version, now)
             log.warning(
                 "timer_stale", case_id=deadline.case_id, deadline=deadline.name, problem=str(exc)
             )
@@ -325,7 +327,7 @@ class Stepper:
         if retry_at is not None:
             tx.move_deadline(deadline.id, retry_at, deadline.calendar or "")
         else:
-            tx.close_deadlines([deadline.id], "fired", result.entry.seq, now)
+            tx.close_due(deadline, "fired", result.entry.seq, now)
         log.info(
             "timer_fired",
             case_id=deadline.case_id,

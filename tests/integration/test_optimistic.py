@@ -7,10 +7,13 @@ the first has read the case) and check that nothing is lost or doubled.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event
 
 from engine.api import Engine
@@ -106,3 +109,73 @@ def test_the_write_lock_is_not_held_while_a_step_is_computed(sqlite_url: str) ->
         first.fire(mine, "take", OP)
         assert done == ["in_review"]
         assert first.get_case(mine).state == "in_review"
+
+
+def _clarify_or_reply(eng: Engine, case_id: str) -> None:
+    if eng.get_case(case_id).state == "in_review":
+        eng.fire(case_id, "request_info", OP, comment="Уточните адрес")
+    else:
+        eng.fire(case_id, "reply", "portal:web", comment="Адрес верный")
+
+
+def test_a_busy_case_is_stepped_under_its_lock_and_never_a_conflict_without_a_version(
+    pg_url: str, clock: ManualClock
+) -> None:
+    # The case moves after each of the first engine's optimistic reads. Its last try then
+    # holds the case's row lock (SQLite's last try holds the database's write lock): a writer
+    # arriving meanwhile waits for it, instead of making a caller who asked for no version
+    # meet a Conflict.
+    with Engine(pg_url, clock=clock) as first, Engine(pg_url, clock=clock) as second:
+        case_id = first.open_case("restore", person("restore", 6), "portal:web").id
+        first.fire(case_id, "take", OP)
+        reads: list[str] = []
+        late: list[threading.Thread] = []
+        refused: list[str] = []
+
+        def arrive() -> None:
+            try:
+                _clarify_or_reply(second, case_id)
+            except NotPermitted as exc:
+                refused.append(exc.state)
+
+        def after(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+            if not (statement.startswith("SELECT id, type") and "FROM cases WHERE id" in statement):
+                return
+            reads.append(statement)
+            if len(reads) <= 2:
+                _clarify_or_reply(second, case_id)
+            elif len(reads) == 3:
+                # another writer arrives while the last try holds what it read
+                writer = threading.Thread(target=arrive)
+                writer.start()
+                late.append(writer)
+                _until_done_or_waiting_on_a_lock(first, writer)
+
+        event.listen(first.store.engine, "after_cursor_execute", after)
+        outcome = first.fire(case_id, "withdraw", "portal:web")
+        late[0].join(10)
+
+        assert len(reads) >= 3
+        assert "FOR UPDATE" in reads[2]
+        assert outcome.entry.trigger == "withdraw"
+        # the late writer waited for the lock, then found the case withdrawn
+        assert refused == ["withdrawn"]
+        triggers = [e.trigger for e in first.history(case_id)]
+        assert triggers == ["open", "take", "request_info", "reply", "withdraw"]
+        assert first.verify() == {}
+
+
+def _until_done_or_waiting_on_a_lock(eng: Engine, writer: threading.Thread) -> None:
+    """Block until ``writer`` finished or one of the server's sessions waits on a lock."""
+    probe = sa.create_engine(eng.store.engine.url, poolclass=sa.pool.NullPool)
+    deadline = time.monotonic() + 10
+    with probe.connect() as conn:
+        while writer.is_alive() and time.monotonic() < deadline:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            ).scalar()
+            conn.rollback()
+            if waiting:
+                return
+            time.sleep(0.02)
+    probe.dispose()
