@@ -201,9 +201,11 @@ _SQL_CLOSE_DEADLINES = (
     "UPDATE deadlines SET status = :status, closed_seq = :closed_seq, closed_at = :closed_at "
     "WHERE id IN ({ids}) AND status IN ('armed', 'paused')"
 )
+_SQL_CLOSE_DUE = _SQL_CLOSE_DEADLINES.format(ids=":i0") + " AND due_at = :b_due"
 _SQL_PAUSE_DEADLINE = (
     "UPDATE deadlines SET status = 'paused', due_at = NULL, "
-    "remaining_seconds = :remaining_seconds WHERE id = :b_id AND status = 'armed'"
+    "remaining_seconds = :remaining_seconds WHERE id = :b_id AND status = 'armed' "
+    "AND due_at = :b_due"
 )
 _SQL_RESUME_DEADLINE = (
     "UPDATE deadlines SET status = 'armed', due_at = :due_at, resumed_at = :resumed_at "
@@ -320,6 +322,12 @@ def _raw_entry(row: Sequence[Any], c: Codec) -> LogEntry:
             hash_,
             c.json_out(meta),
         ),
+    )
+
+
+def _moved(deadline: DeadlineRecord) -> TransactionConflict:
+    return TransactionConflict(
+        f"deadline {deadline.name!r} of case {deadline.case_id} moved while the step was computed"
     )
 
 
@@ -809,10 +817,36 @@ class Tx:
         self._edit_open(ids, lambda _d: None)
         return count
 
-    def pause_deadline(self, deadline_id: int, remaining_seconds: float) -> None:
-        self._run(
-            _SQL_PAUSE_DEADLINE, {"b_id": deadline_id, "remaining_seconds": remaining_seconds}
-        )
+    def close_due(self, deadline: DeadlineRecord, status: str, seq: int, at: datetime) -> None:
+        """Close a timer that fell due, as read: raises TransactionConflict if it moved since.
+
+        ``recompute_deadlines`` moves armed deadlines without the case's lock or version, so
+        a timer batch can hold a remembered due instant that no longer is the row's.
+        """
+        params: dict[str, Any] = {
+            "i0": deadline.id,
+            "status": status,
+            "closed_seq": seq,
+            "closed_at": self._codec.time(at),
+            "b_due": self._codec.time(deadline.due_at),
+        }
+        if self._run(_SQL_CLOSE_DUE, params).rowcount != 1:
+            raise _moved(deadline)
+        self._edit_open([deadline.id], lambda _d: None)
+
+    def pause_deadline(self, deadline: DeadlineRecord, remaining_seconds: float) -> None:
+        """Pause a deadline armed as read: raises TransactionConflict if it moved since.
+
+        Its remainder was computed from the due instant read (see ``close_due``).
+        """
+        params = {
+            "b_id": deadline.id,
+            "remaining_seconds": remaining_seconds,
+            "b_due": self._codec.time(deadline.due_at),
+        }
+        if self._run(_SQL_PAUSE_DEADLINE, params).rowcount != 1:
+            raise _moved(deadline)
+        deadline_id = deadline.id
         self._edit_open(
             [deadline_id],
             lambda d: evolve(d, status="paused", due_at=None, remaining_seconds=remaining_seconds),
