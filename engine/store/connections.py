@@ -13,13 +13,22 @@ connection's socket has nothing to read unless the server closed it or said why 
 to (a restart, ``pg_terminate_backend``, an idle timeout). Such a connection is dropped and
 the step checks out a pinged one, so a server that went away between two steps costs no
 failed step.
+
+A process forked from one that holds kept connections must never use them: parent and child
+would talk on one socket (PostgreSQL) or one SQLite handle, whose locks the child does not
+hold. The child drops the kept connections without a word on the wire (closing one would end
+the parent's session) and drops the pool's the same way (``Engine.dispose(close=False)``,
+as SQLAlchemy advises for a fork); its steps check out connections of their own.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 import time
+import weakref
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -33,8 +42,19 @@ class StepConnections:
         self.engine = engine
         self._idle: list[tuple[Connection, float]] = []
         self._lock = threading.Lock()
+        self._closed = False
         # SQLite has no server to go away
         self._has_socket = engine.dialect.name == "postgresql"
+        # a forked child's inherited driver connections: held, never used, never closed
+        self._inherited: list[Any] = []
+        _LIVE.add(self)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
+        for conn, _since in self._idle:
+            self._inherited.append(_disown(conn))
+        self._idle = []
+        self.engine.dispose(close=False)
 
     def take(self) -> Connection:
         now = time.monotonic()
@@ -64,15 +84,24 @@ class StepConnections:
                 conn.invalidate()
             else:
                 with self._lock:
-                    self._idle.append((conn, time.monotonic()))
-                return
+                    if not self._closed:
+                        self._idle.append((conn, time.monotonic()))
+                        return
+        if self._closed and not conn.closed:
+            # the store was disposed meanwhile: its pool would not close this one
+            conn.invalidate()
+            conn.close()
+            return
         died = conn.invalidated
         conn.close()
         if died:
             self.close()
 
-    def close(self) -> None:
+    def close(self, *, final: bool = False) -> None:
+        """Close the kept connections; ``final`` (the store is disposed): keep none from now,
+        not even one that a step in another thread gives back later."""
         with self._lock:
+            self._closed = self._closed or final
             idle, self._idle = self._idle, []
         for conn, _since in idle:
             conn.close()
@@ -93,3 +122,27 @@ def _end_driver_transaction(conn: Connection) -> None:
     # opens one for them implicitly. A step that ended before writing (a replay, a refusal)
     # leaves it open: roll it back as the pool would have (a no-op for a driver with none).
     conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+
+
+def _disown(conn: Connection) -> Any:
+    """Part ``conn`` from its driver connection without touching it (SQLAlchemy's recipe for
+    a connection inherited across a fork); returns the driver connection, to be held."""
+    fairy: Any = conn.connection
+    dbapi = fairy.dbapi_connection
+    record = getattr(fairy, "_connection_record", None)
+    if record is not None:
+        record.dbapi_connection = None
+    fairy.dbapi_connection = None
+    return dbapi
+
+
+_LIVE: weakref.WeakSet[StepConnections] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for kept in list(_LIVE):
+        kept._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)

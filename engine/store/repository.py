@@ -1172,7 +1172,7 @@ class Store:
         return ScriptDirectory.from_config(self._alembic()).get_current_head()
 
     def dispose(self) -> None:
-        self.kept.close()
+        self.kept.close(final=True)
         self.engine.dispose()
         if self.turns is not None:
             self.turns.close()

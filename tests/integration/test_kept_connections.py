@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import select
 import time
 from typing import Any
@@ -13,6 +15,7 @@ from engine.api import Engine
 from engine.applications import example_application
 from engine.errors import NotPermitted, StoreUnavailable
 from engine.store import connections
+from engine.testing import person
 
 
 def _driver(eng: Engine) -> Any:
@@ -101,3 +104,43 @@ def test_a_connection_that_dies_in_a_step_fails_that_step_only(pg_url: str) -> N
         assert [e.trigger for e in eng.history(case.id)] == ["open", "take"]
     finally:
         eng.close()
+
+
+def test_a_forked_child_never_uses_its_parents_kept_connection(eng: Engine) -> None:
+    case = eng.open_case("restore", person("restore", 1), "portal:web")
+    other = eng.open_case("restore", person("restore", 2), "portal:web")
+    inherited = _driver(eng)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one step of its own, then report and leave at once
+        report: dict[str, Any] = {}
+        try:
+            report["kept_after_fork"] = len(eng.store.kept._idle)
+            report["state"] = eng.fire(case.id, "take", "operator:ivanova").case.state
+            report["on_inherited"] = _driver(eng) is inherited
+        except BaseException as exc:  # the parent asserts on it
+            report["error"] = repr(exc)
+        finally:
+            os.write(write, json.dumps(report).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        report = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert report == {"kept_after_fork": 0, "state": "in_review", "on_inherited": False}
+    # the parent's connection is as it was: the child neither used nor closed it
+    assert _driver(eng) is inherited
+    assert eng.fire(other.id, "take", "operator:ivanova").case.state == "in_review"
+    assert _driver(eng) is inherited
+    assert [e.trigger for e in eng.history(case.id)] == ["open", "take"]
+    assert eng.verify() == {}
+
+
+def test_a_step_that_ends_after_the_engine_closed_keeps_no_connection(eng: Engine) -> None:
+    case = eng.open_case("restore", example_application("restore"), "portal:web")
+    conn = eng.store.kept.take()  # as a step in another thread holds it
+    eng.close()
+    eng.store.kept.give_back(conn, ok=True)
+    assert conn.closed
+    assert not eng.store.kept._idle
+    assert case.state == "pending"
