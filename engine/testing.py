@@ -6,12 +6,13 @@ These are fakes of the engine's own ports; tests never mock the database or the 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from engine import applications
 from engine.clock import ensure_utc
 from engine.machines.checks import PersonRecord, Registries, RegistryUnavailable
+from engine.timers.calendar import ProductionCalendar, YearData
 
 
 class ManualClock:
@@ -153,3 +154,15 @@ class InMemoryRegistries:
     def is_insurer(self, code: str) -> bool:
         self._ask("insurers")
         return code in self.insurer_codes
+
+
+def with_day_off(base: ProductionCalendar, day: date) -> ProductionCalendar:
+    """``base`` with ``day`` made a day off, as a (fictional) decree would."""
+    years = {y: base.year_data(y) for y in base.years}
+    data = years[day.year]
+    years[day.year] = YearData(
+        holidays=data.holidays | {day},
+        working_weekends=data.working_weekends,
+        source=data.source + " + test",
+    )
+    return ProductionCalendar(years)

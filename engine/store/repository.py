@@ -846,9 +846,8 @@ class Tx:
         }
         if self._run(_SQL_PAUSE_DEADLINE, params).rowcount != 1:
             raise _moved(deadline)
-        deadline_id = deadline.id
         self._edit_open(
-            [deadline_id],
+            [deadline.id],
             lambda d: evolve(d, status="paused", due_at=None, remaining_seconds=remaining_seconds),
         )
 

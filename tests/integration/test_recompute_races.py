@@ -7,14 +7,14 @@ and work again from what is now stored, never write what it computed from the ol
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import event
 
 from engine.api import Engine
-from engine.testing import ManualClock, person
-from engine.timers.calendar import ProductionCalendar, YearData
+from engine.testing import ManualClock, person, with_day_off
+from engine.timers.calendar import ProductionCalendar
 from tests.conftest import START
 
 OP = "operator:ivanova"
@@ -22,15 +22,7 @@ OP = "operator:ivanova"
 
 def _a_day_off_added() -> ProductionCalendar:
     """The Russian calendar with Wednesday 25 November 2026 made a day off."""
-    base = ProductionCalendar.russia()
-    years = {y: base.year_data(y) for y in base.years}
-    y2026 = years[2026]
-    years[2026] = YearData(
-        holidays=y2026.holidays | {datetime(2026, 11, 25).date()},
-        working_weekends=y2026.working_weekends,
-        source=y2026.source + " + test",
-    )
-    return ProductionCalendar(years)
+    return with_day_off(ProductionCalendar.russia(), date(2026, 11, 25))
 
 
 def _once_after(eng: Engine, marker: str, meanwhile: Any) -> list[int]:

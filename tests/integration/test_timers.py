@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from engine.api import Engine
 from engine.applications import example_application
 from engine.errors import NotPermitted
-from engine.testing import ManualClock
-from engine.timers.calendar import ProductionCalendar, YearData
+from engine.testing import ManualClock, with_day_off
+from engine.timers.calendar import ProductionCalendar
 
 PORTAL = "portal:gosuslugi"
 OP = "operator:ivanova"
@@ -293,14 +293,7 @@ def test_recompute_moves_deadlines_when_the_calendar_changes(
         before = _deadline(eng, case_id, "reply_reminder")
     assert before == msk(2026, 11, 26, 0, 0)
     # a (fictional) decree makes Wednesday 25 November 2026 a day off
-    years = {y: base.year_data(y) for y in base.years}
-    y2026 = years[2026]
-    years[2026] = YearData(
-        holidays=y2026.holidays | {datetime(2026, 11, 25).date()},
-        working_weekends=y2026.working_weekends,
-        source=y2026.source + " + test",
-    )
-    with Engine(db_url, clock=clock, calendar=ProductionCalendar(years)) as eng:
+    with Engine(db_url, clock=clock, calendar=with_day_off(base, date(2026, 11, 25))) as eng:
         moved = eng.recompute_deadlines()
         assert [(m.case_id, m.name) for m in moved] == [(case_id, "reply_reminder")]
         assert moved[0].new_due_at == msk(2026, 11, 27, 0, 0)
