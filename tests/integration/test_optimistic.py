@@ -179,3 +179,24 @@ def _until_done_or_waiting_on_a_lock(eng: Engine, writer: threading.Thread) -> N
                 return
             time.sleep(0.02)
     probe.dispose()
+
+
+def test_a_steps_view_is_the_case_as_that_step_left_it_even_when_read_later(
+    db_url: str, clock: ManualClock
+) -> None:
+    with Engine(db_url, clock=clock) as eng:
+        case_id = eng.open_case("restore", person("restore", 7), "portal:web").id
+        taken = eng.fire(case_id, "take", OP)
+        asked = eng.fire(case_id, "request_info", OP, comment="Уточните адрес")
+        eng.fire(case_id, "reply", "portal:web", comment="Адрес верен")
+        # read only now, after two later steps and with the connection reused since
+        assert (taken.case.state, taken.case.version) == ("in_review", 2)
+        assert (asked.case.state, asked.case.version) == ("needs_clarification", 3)
+        paused = {d.name: d.status for d in asked.case.deadlines}
+        assert paused["decision_target"] == "paused"
+        assert "reply_reminder" in paused
+        assert "approve" in taken.case.allowed_triggers
+        name = person("restore", 7)["applicant"]["full_name"]
+        assert asked.case.data["applicant"]["full_name"] != name  # masked
+        assert taken.case is taken.case  # built once
+        assert asked.to_json()["case"] == asked.case.to_json()
