@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import Any, TypeVar
@@ -616,7 +617,7 @@ class Engine:
                 # after the commit, from what the transaction wrote: the lock is not held
                 # while the view is built, and it is built only when read
                 after = self.stepper.load(tx, case_id)
-                outcome = StepOutcome(lambda: self._show(after, who, reveal=False), result.entry)
+                outcome = StepOutcome(partial(Engine._show, after, who, reveal=False), result.entry)
             return outcome
 
     def _catch_up(self, tx: Tx, loaded: Loaded, now: datetime) -> list[LogEntry]:
