@@ -412,6 +412,7 @@ class Engine:
         )
         try:
             with self.store.optimistic() as tx:
+                staged = self.stepper.stage(tx, write)
                 with tx.writing():
                     if key is not None:
                         replay = self._replay(tx, key, fingerprint)
@@ -419,11 +420,12 @@ class Engine:
                             return CaseView.from_json(replay["case"])
                     others = [self._other(r) for r in tx.cases_of_subject(subject)]
                     check_open(type_, result.data, others, today)
-                    self.stepper.apply(tx, write)
+                    tx.run_staged(staged)
                     if key is not None:
                         view = self._view(tx, case_id, who, reveal=False)
                         stored = {"case": view.to_json()}
                         tx.put_idempotency(key, fingerprint, case_id, stored, now)
+                self.stepper.logged(write)
                 if key is None:
                     view = self._view(tx, case_id, who, reveal=False)  # see _fire_optimistic
         except IntegrityError as exc:
@@ -596,13 +598,14 @@ class Engine:
             write = self.stepper.prepare(
                 loaded, loaded.compiled, result, zone=loaded.record.zone, now=now
             )
+            staged = self.stepper.stage(tx, write)
             try:
                 with tx.writing():
                     if key is not None:
                         replay = self._replay(tx, key, fingerprint)
                         if replay is not None:
                             return _replayed(replay)
-                    self.stepper.apply(tx, write)
+                    tx.run_staged(staged)
                     if key is not None:
                         outcome = StepOutcome(
                             self._view(tx, case_id, who, reveal=False), result.entry
@@ -613,6 +616,7 @@ class Engine:
                 if expected_version is not None and not isinstance(exc, TransactionConflict):
                     raise
                 return None
+            self.stepper.logged(write)
             if key is None:
                 # after the commit, from what the transaction wrote: the lock is not held
                 # while the view is built, and it is built only when read

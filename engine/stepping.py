@@ -19,7 +19,7 @@ from engine.machines.compiled import Actor, CaseState, CompiledDefinition, StepR
 from engine.machines.loader import DefinitionRegistry
 from engine.machines.notifications import render
 from engine.reasons import ReasonCode
-from engine.store.repository import CaseRecord, DeadlineRecord, NewDeadline, Tx
+from engine.store.repository import CaseRecord, DeadlineRecord, NewDeadline, Tx, Write
 from engine.timers.calendar import ProductionCalendar
 from engine.timers.deadlines import compute_due, remaining, resume
 
@@ -201,6 +201,19 @@ class Stepper:
 
     def apply(self, tx: Tx, write: StepWrite) -> None:
         """Write a prepared step; raises Conflict if the case moved since it was read."""
+        self._write(tx, write)
+        self.logged(write)
+
+    def stage(self, tx: Tx, write: StepWrite) -> list[Write]:
+        """A prepared step's statements, built for ``tx.run_staged`` (then ``logged``).
+
+        Built before the write lock is taken, so that the lock is held for the statements.
+        """
+        with tx.staging() as writes:
+            self._write(tx, write)
+        return writes
+
+    def _write(self, tx: Tx, write: StepWrite) -> None:
         result, case = write.result, write.case
         entry = result.entry
         if write.read_version is None:
@@ -226,6 +239,10 @@ class Stepper:
             tx.resume_deadline(deadline_id, due_at, at)
         tx.insert_deadlines(case.id, seq, write.arm)
         tx.add_outbox(case.id, seq, write.outbox, write.now)
+
+    def logged(self, write: StepWrite) -> None:
+        """Log a written step."""
+        result, case, entry = write.result, write.case, write.result.entry
         log.info(
             "step",
             case_id=case.id,

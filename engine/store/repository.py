@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -335,6 +335,19 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# What a write leaves to do once its statement ran: check the cursor (raising when the row
+# was not as read) and return the identity map's upkeep, if any.
+_Done = Callable[[Any], Callable[[], None] | None]
+
+
+class Write(NamedTuple):
+    """One write statement, built and not yet run (``Tx.staging``)."""
+
+    sql: str
+    params: dict[str, Any]
+    done: _Done | None
+
+
 class _Scope:
     """A transaction or savepoint of a ``Tx`` and the keys it remembered.
 
@@ -365,6 +378,11 @@ class Tx:
 
     The statements of a step run on the connection's own DBAPI cursor (``_run``), inside the
     transaction SQLAlchemy opened; the rest go through SQLAlchemy.
+
+    An optimistic step builds its write statements before it takes the write lock
+    (``staging``) and runs them inside it (``run_staged``); the identity map's upkeep of those
+    writes waits until ``writing`` has committed and let the lock go, or until the map is read
+    first. The lock is then held for the statements and the commit, and little else.
     """
 
     def __init__(
@@ -379,6 +397,8 @@ class Tx:
         self._listeners = _listeners(conn)
         self._sql = self._codec.sql
         self._scopes = [_Scope()]  # the transaction, then the savepoints open inside it
+        self._staging: list[Write] | None = None  # set: writes are collected, not run
+        self._later: list[Callable[[], None]] | None = None  # set: upkeep waits for the commit
         self.savepoints = 0  # opened in this transaction, released or not
         # PostgreSQL keeps the subtransactions of a transaction in a per-backend cache of 64
         # (PGPROC_MAX_CACHED_SUBXIDS), and a released savepoint stays in it until the commit.
@@ -433,9 +453,56 @@ class Tx:
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """The write transaction of an optimistic step (``Store.optimistic``)."""
-        with self._turn(), self.conn.begin():
-            yield
+        """The write transaction of an optimistic step (``Store.optimistic``).
+
+        The identity map catches up with the block's writes after the commit, outside the
+        write lock; a rolled-back block leaves it as it was before.
+        """
+        self._later = []
+        try:
+            with self._turn(), self.conn.begin():
+                yield
+            pending = self._later
+        finally:
+            self._later = None
+        for keep in pending:
+            keep()
+
+    @contextmanager
+    def staging(self) -> Iterator[list[Write]]:
+        """Collect the writes that the block's calls ask for, built but not run."""
+        writes: list[Write] = []
+        self._staging = writes
+        try:
+            yield writes
+        finally:
+            self._staging = None
+
+    def run_staged(self, writes: Sequence[Write]) -> None:
+        """Run writes collected by ``staging``, in order; raises as the calls would have."""
+        for sql, params, done in writes:
+            cursor = self._run(sql, params)
+            keep = done(cursor) if done is not None else None
+            if keep is None:
+                continue
+            if self._later is None:
+                keep()
+            else:
+                self._later.append(keep)
+
+    def _write(self, sql: str, params: dict[str, Any], done: _Done | None = None) -> None:
+        if self._staging is not None:
+            self._staging.append(Write(sql, params, done))
+        else:
+            self.run_staged((Write(sql, params, done),))
+
+    def _keep_up(self) -> None:
+        # the map is read inside ``writing``: what the block wrote so far is remembered first
+        pending = self._later
+        if pending:
+            self._later = []
+            for keep in pending:
+                keep()
 
     def _end(self, scope: _Scope) -> None:
         scope.active = False
@@ -457,12 +524,16 @@ class Tx:
     # ---- the identity map ------------------------------------------------------------------
 
     def _recall_case(self, case_id: str) -> CaseRecord | None:
+        if self._later:
+            self._keep_up()
         hit = self._cases.get(case_id)
         if hit is None or not hit[0].active:
             return None
         return hit[1]
 
     def _recall_open(self, case_id: str) -> list[DeadlineRecord] | None:
+        if self._later:
+            self._keep_up()
         hit = self._open.get(case_id)
         if hit is None or not hit[0].active:
             return None
@@ -517,17 +588,20 @@ class Tx:
             created_at=c.time(record.created_at),
             updated_at=c.time(record.updated_at),
         )
-        self._run(_SQL_INSERT_CASE, values)
-        self._remember_case(
-            evolve(
-                record,
-                flags=frozenset(flags),
-                data=stored,
-                created_at=_utc(record.created_at),
-                updated_at=_utc(record.updated_at),
+
+        def keep() -> None:
+            self._remember_case(
+                evolve(
+                    record,
+                    flags=frozenset(flags),
+                    data=stored,
+                    created_at=_utc(record.created_at),
+                    updated_at=_utc(record.updated_at),
+                )
             )
-        )
-        self._remember_open(record.id, [])
+            self._remember_open(record.id, [])
+
+        self._write(_SQL_INSERT_CASE, values, lambda _cursor: keep)
 
     def update_case(
         self,
@@ -561,28 +635,35 @@ class Tx:
         }
         if data is None:
             stored = None
-            cursor = self._run(_SQL_UPDATE_CASE_KEEP_DATA, params)
+            sql = _SQL_UPDATE_CASE_KEEP_DATA
         else:
             params["data"], stored = c.json_stored(data)
-            cursor = self._run(_SQL_UPDATE_CASE, params)
-        if cursor.rowcount != 1:
-            row = self._run(_SQL_CASE_VERSION, {"b_id": case_id}).fetchone()
-            raise Conflict(case_id, expected_version, row[0] if row else None)
-        known = self._recall_case(case_id)
-        if known is not None:
-            self._remember_case(
-                evolve(
-                    known,
-                    state=state,
-                    version=version,
-                    is_open=is_open,
-                    overdue="overdue" in flag_list,
-                    flags=frozenset(flag_list),
-                    data=known.data if stored is None else stored,
-                    last_hash=last_hash,
-                    updated_at=_utc(updated_at),
+            sql = _SQL_UPDATE_CASE
+
+        def keep() -> None:
+            known = self._recall_case(case_id)
+            if known is not None:
+                self._remember_case(
+                    evolve(
+                        known,
+                        state=state,
+                        version=version,
+                        is_open=is_open,
+                        overdue="overdue" in flag_list,
+                        flags=frozenset(flag_list),
+                        data=known.data if stored is None else stored,
+                        last_hash=last_hash,
+                        updated_at=_utc(updated_at),
+                    )
                 )
-            )
+
+        def done(cursor: Any) -> Callable[[], None]:
+            if cursor.rowcount != 1:
+                row = self._run(_SQL_CASE_VERSION, {"b_id": case_id}).fetchone()
+                raise Conflict(case_id, expected_version, row[0] if row else None)
+            return keep
+
+        self._write(sql, params, done)
 
     def list_cases(
         self,
@@ -647,7 +728,7 @@ class Tx:
 
     def append_log(self, entry: LogEntry) -> None:
         c = self._codec
-        self._run(
+        self._write(
             _SQL_INSERT_LOG,
             {
                 "case_id": entry.case_id,
@@ -762,8 +843,19 @@ class Tx:
         if not rows:
             return
         c = self._codec
-        ids = [
-            self._run(
+        ids: list[int] = []  # RETURNING's, as the statements run (a staged write runs once)
+
+        def keep() -> None:
+            known = self._recall_open(case_id)
+            if known is not None:
+                self._remember_open(case_id, [*known, *self._armed(case_id, seq, ids, rows)])
+
+        def done(cursor: Any) -> Callable[[], None] | None:
+            ids.append(cursor.fetchone()[0])
+            return keep if len(ids) == len(rows) else None
+
+        for d in rows:
+            self._write(
                 _SQL_INSERT_DEADLINE,
                 {
                     "case_id": case_id,
@@ -777,13 +869,14 @@ class Tx:
                     "armed_seq": seq,
                     "calendar": d.calendar,
                 },
-            ).fetchone()[0]
-            for d in rows
-        ]
-        known = self._recall_open(case_id)
-        if known is None:
-            return
-        fresh = [
+                done,
+            )
+
+    @staticmethod
+    def _armed(
+        case_id: str, seq: int, ids: Sequence[int], rows: Sequence[NewDeadline]
+    ) -> list[DeadlineRecord]:
+        return [
             DeadlineRecord(
                 id=new_id,
                 case_id=case_id,
@@ -804,18 +897,15 @@ class Tx:
             )
             for new_id, d in zip(ids, rows, strict=True)
         ]
-        self._remember_open(case_id, [*known, *fresh])
 
-    def close_deadlines(self, ids: Sequence[int], status: str, seq: int, at: datetime) -> int:
-        """Mark open deadlines fired, cancelled or stale; returns how many were still open."""
+    def close_deadlines(self, ids: Sequence[int], status: str, seq: int, at: datetime) -> None:
+        """Mark open deadlines fired, cancelled or stale (those still open)."""
         if not ids:
-            return 0
+            return
         params: dict[str, Any] = {f"i{n}": i for n, i in enumerate(ids)}
         params.update(status=status, closed_seq=seq, closed_at=self._codec.time(at))
         sql = _SQL_CLOSE_DEADLINES.format(ids=", ".join(f":i{n}" for n in range(len(ids))))
-        count: int = self._run(sql, params).rowcount
-        self._edit_open(ids, lambda _d: None)
-        return count
+        self._write(sql, params, lambda _cursor: lambda: self._edit_open(ids, lambda _d: None))
 
     def close_due(self, deadline: DeadlineRecord, status: str, seq: int, at: datetime) -> None:
         """Close a timer that fell due, as read: raises TransactionConflict if it moved since.
@@ -830,9 +920,13 @@ class Tx:
             "closed_at": self._codec.time(at),
             "b_due": self._codec.time(deadline.due_at),
         }
-        if self._run(_SQL_CLOSE_DUE, params).rowcount != 1:
-            raise _moved(deadline)
-        self._edit_open([deadline.id], lambda _d: None)
+
+        def done(cursor: Any) -> Callable[[], None]:
+            if cursor.rowcount != 1:
+                raise _moved(deadline)
+            return lambda: self._edit_open([deadline.id], lambda _d: None)
+
+        self._write(_SQL_CLOSE_DUE, params, done)
 
     def pause_deadline(self, deadline: DeadlineRecord, remaining_seconds: float) -> None:
         """Pause a deadline armed as read: raises TransactionConflict if it moved since.
@@ -844,22 +938,32 @@ class Tx:
             "remaining_seconds": remaining_seconds,
             "b_due": self._codec.time(deadline.due_at),
         }
-        if self._run(_SQL_PAUSE_DEADLINE, params).rowcount != 1:
-            raise _moved(deadline)
-        self._edit_open(
-            [deadline.id],
-            lambda d: evolve(d, status="paused", due_at=None, remaining_seconds=remaining_seconds),
-        )
+
+        def done(cursor: Any) -> Callable[[], None]:
+            if cursor.rowcount != 1:
+                raise _moved(deadline)
+            return lambda: self._edit_open(
+                [deadline.id],
+                lambda d: evolve(
+                    d, status="paused", due_at=None, remaining_seconds=remaining_seconds
+                ),
+            )
+
+        self._write(_SQL_PAUSE_DEADLINE, params, done)
 
     def resume_deadline(self, deadline_id: int, due_at: datetime, resumed_at: datetime) -> None:
         c = self._codec
-        self._run(
+        self._write(
             _SQL_RESUME_DEADLINE,
             {"b_id": deadline_id, "due_at": c.time(due_at), "resumed_at": c.time(resumed_at)},
-        )
-        self._edit_open(
-            [deadline_id],
-            lambda d: evolve(d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)),
+            lambda _cursor: (
+                lambda: self._edit_open(
+                    [deadline_id],
+                    lambda d: evolve(
+                        d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)
+                    ),
+                )
+            ),
         )
 
     def move_deadline(self, deadline_id: int, due_at: datetime, calendar: str) -> int:
@@ -949,7 +1053,7 @@ class Tx:
         c = self._codec
         created_at = c.time(at)
         for kind, audience, text, payload in items:
-            self._run(
+            self._write(
                 _SQL_INSERT_OUTBOX,
                 {
                     "event_id": str(uuid.uuid4()),
