@@ -456,7 +456,8 @@ class Tx:
         """The write transaction of an optimistic step (``Store.optimistic``).
 
         The identity map catches up with the block's writes after the commit, outside the
-        write lock; a rolled-back block leaves it as it was before.
+        write lock (or when the block reads it); a block that fails drops what it had not
+        taken in yet.
         """
         self._later = []
         try:
