@@ -1,9 +1,13 @@
-"""The workloads, each timed on the engine and then replayed on the bare driver.
+"""The workloads, each timed on the engine and replayed on the bare driver.
 
 One ``run_one`` call benchmarks one (backend, durability, size): it clones the filler into an
-engine database and a limit database, runs every phase on the engine while a ``Recorder``
-keeps its SQL, then replays each phase's SQL on the limit database in the same order (so the
-two databases stay identical) and reports engine rate, limit rate and their ratio.
+engine database and a limit database and runs every phase on the engine while a ``Recorder``
+keeps its SQL. A single-process phase runs in chunks of about a tenth of a second, each
+replayed on the limit database right after the engine ran it, so that both sides are timed
+over the same stretch of the host's time (its slow spells last seconds); the phases from
+several processes are replayed after the engine's. The SQL is replayed in the order the engine
+issued it, so the two databases stay identical; the report gives engine rate, limit rate and
+their ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,15 @@ import sqlalchemy as sa
 import structlog
 
 from bench import data
-from bench.capture import Event, Recorder, replay_psycopg, replay_sqlite, sqlite_connect, statements
+from bench.capture import (
+    Event,
+    Recorder,
+    Replayer,
+    replay_psycopg,
+    replay_sqlite,
+    sqlite_connect,
+    statements,
+)
 from engine.api import Engine
 from engine.testing import ManualClock, person
 
@@ -65,9 +78,8 @@ class Phase:
     ops: int
     engine_s: float
     events: list[Event] = field(repr=False)
-    procs: int = 1
-    due_before: int = 0  # due-timer cases added to both databases before this phase
     limit_s: float = 0.0
+    procs: int = 1
     per_proc: list[list[Event]] = field(default_factory=list, repr=False)
     per_proc_setup: list[list[Event]] = field(default_factory=list, repr=False)
 
@@ -108,14 +120,32 @@ def _engine(url: str, clock: ManualClock, sync: str) -> Engine:
     return Engine(url, clock=clock, synchronous=sync, migrate=False)
 
 
-def _timed(rec: Recorder, name: str, ops: int, fn: Callable[[], object]) -> Phase:
-    rec.take()
-    rec.on = True
-    start = time.perf_counter()
-    fn()
-    elapsed = time.perf_counter() - start
-    rec.on = False
-    return Phase(name, ops, elapsed, rec.take())
+# Operations per chunk of a single-process phase: about a tenth of a second of engine work.
+CHUNK = {"open": 100, "steps": 25, "get_case": 200, "list_overdue": 50}
+
+
+def _timed(
+    rec: Recorder, limit: Replayer, name: str, ops: int, chunks: Sequence[Callable[[], object]]
+) -> Phase:
+    """Each chunk on the engine, timed, then its statements on the limit, timed."""
+    engine_s = limit_s = 0.0
+    events: list[Event] = []
+    for chunk in chunks:
+        rec.take()
+        rec.on = True
+        start = time.perf_counter()
+        chunk()
+        engine_s += time.perf_counter() - start
+        rec.on = False
+        done = rec.take()
+        limit_s += limit(done)
+        events.extend(done)
+    return Phase(name, ops, engine_s, events, limit_s=limit_s)
+
+
+def _chunks(n: int, size: int, fn: Callable[[int, int], object]) -> list[Callable[[], object]]:
+    """``fn(first, count)`` over ``range(n)`` in chunks of ``size``."""
+    return [partial(fn, first, min(size, n - first)) for first in range(0, n, size)]
 
 
 def _open(engine: Engine, first: int, n: int) -> list[str]:
@@ -188,60 +218,23 @@ def _run_pair(
     clock = ManualClock(START)
     engine = _engine(pair.engine_url, clock, sync)
     rec = Recorder(engine.store.engine)
-    phases: list[Phase] = []
+    limit, limit_conn = _limit(pair, backend, sync)
+    try:
+        phases, fill_s = _single_process_phases(
+            engine, rec, limit, limit_conn, pair, size, plan, clock, say
+        )
+    finally:
+        engine.close()
+        limit_conn.close()
     base = 10 * size + 1_000_000
-    say(f"  open {plan.cases} cases")
-    ids: list[str] = []
-    phases.append(
-        _timed(rec, "open", plan.cases, lambda: ids.extend(_open(engine, base, plan.cases)))
-    )
-    say(f"  {4 * plan.cases} lifecycle steps")
-    phases.append(_timed(rec, "steps", 4 * plan.cases, lambda: _lifecycle(engine, ids)))
-
-    say(f"  {plan.timers} due timers")
-    data_fill = time.perf_counter()
-    _fill_due(pair.backend, pair.engine_url, plan.timers)
-    data.settle(pair.backend, pair.engine_url)
-    fill_s = time.perf_counter() - data_fill
-    clock.set(TIMERS_RUN)
-    report: list[Any] = []
-    # as the worker fires a catch-up: counts kept, not an outcome per timer
-    phases.append(
-        _timed(
-            rec,
-            "timers",
-            plan.timers,
-            lambda: report.append(engine.fire_due_timers(keep_outcomes=False)),
-        )
-    )
-    phases[-1].due_before = plan.timers
-    fired = report[0].fired
-    if fired != plan.timers:
-        raise RuntimeError(
-            f"expected {plan.timers} timers to fire, {fired} did ({report[0].failed} failed)"
-        )
-
-    say("  reads")
-    sample = ids + [
-        data.case_id(0xF111, i) for i in random.Random(7).sample(range(size), min(size, plan.reads))
-    ]
-    phases.append(_timed(rec, "get_case", plan.reads, lambda: _reads(engine, sample, plan.reads)))
-    phases.append(_timed(rec, "list_overdue", plan.reads, lambda: _lists(engine, plan.reads)))
-    streamed: list[int] = []
-    phases.append(
-        _timed(rec, "audit_stream", plan.audit, lambda: streamed.append(_audit(engine, plan.audit)))
-    )
-    phases[-1].ops = streamed[0]
-    engine.close()
-
     for procs in (1, 2, 4):
         say(f"  steps with {procs} processes")
         phases.append(
             _processes(pair.engine_url, sync, procs, plan.proc_cases, base + 100_000 * procs)
         )
 
-    say("  replaying on the bare driver")
-    _replay(pair, backend, sync, phases)
+    say("  replaying the processes' steps on the bare driver")
+    _replay_processes_phases(pair, backend, sync, phases)
     out: dict[str, Any] = {
         "backend": backend,
         "sync": sync if backend == "sqlite" else "synchronous_commit=on",
@@ -255,6 +248,122 @@ def _run_pair(
     return out
 
 
+def _limit(pair: data.Pair, backend: str, sync: str) -> tuple[Replayer, Any]:
+    """The limit database's bare connection, kept for the single-process phases (as the
+    engine keeps its connection), and a replayer on it."""
+    if backend == "sqlite":
+        lite = sqlite_connect(data.sqlite_path(pair.limit_url), sync)
+        return (lambda events: replay_sqlite(lite, events)), lite
+    pg = psycopg.connect(data.conninfo(pair.limit_url))
+    return (lambda events: replay_psycopg(pg, events)), pg
+
+
+def _single_process_phases(
+    engine: Engine,
+    rec: Recorder,
+    limit: Replayer,
+    limit_conn: Any,
+    pair: data.Pair,
+    size: int,
+    plan: Plan,
+    clock: ManualClock,
+    say: Callable[[str], None],
+) -> tuple[list[Phase], float]:
+    """Every single-process phase, engine and limit interleaved; also the due fill's time."""
+    phases: list[Phase] = []
+    base = 10 * size + 1_000_000
+    say(f"  open {plan.cases} cases")
+    ids: list[str] = []
+    phases.append(
+        _timed(
+            rec,
+            limit,
+            "open",
+            plan.cases,
+            _chunks(plan.cases, CHUNK["open"], lambda i, n: ids.extend(_open(engine, base + i, n))),
+        )
+    )
+    say(f"  {4 * plan.cases} lifecycle steps")
+    phases.append(
+        _timed(
+            rec,
+            limit,
+            "steps",
+            4 * plan.cases,
+            _chunks(plan.cases, CHUNK["steps"], lambda i, n: _lifecycle(engine, ids[i : i + n])),
+        )
+    )
+
+    say(f"  {plan.timers} due timers")
+    data_fill = time.perf_counter()
+    # The same due cases in both databases; one settle reaches both (the machine, the server).
+    # The fill turns the foreign keys' triggers off, which waits for every open transaction on
+    # the tables: the limit's connection holds none while it fills.
+    limit_conn.rollback()
+    _fill_due(pair.backend, pair.engine_url, plan.timers)
+    _fill_due(pair.backend, pair.limit_url, plan.timers)
+    data.settle(pair.backend, pair.engine_url)
+    fill_s = time.perf_counter() - data_fill
+    clock.set(TIMERS_RUN)
+    report: list[Any] = []
+    # as the worker fires a catch-up: counts kept, not an outcome per timer; one call, so one
+    # chunk
+    phases.append(
+        _timed(
+            rec,
+            limit,
+            "timers",
+            plan.timers,
+            [lambda: report.append(engine.fire_due_timers(keep_outcomes=False))],
+        )
+    )
+    fired = report[0].fired
+    if fired != plan.timers:
+        raise RuntimeError(
+            f"expected {plan.timers} timers to fire, {fired} did ({report[0].failed} failed)"
+        )
+
+    say("  reads")
+    sample = ids + [
+        data.case_id(0xF111, i) for i in random.Random(7).sample(range(size), min(size, plan.reads))
+    ]
+    phases.append(
+        _timed(
+            rec,
+            limit,
+            "get_case",
+            plan.reads,
+            _chunks(
+                plan.reads,
+                CHUNK["get_case"],
+                lambda i, n: _reads(engine, [sample[k % len(sample)] for k in range(i, i + n)], n),
+            ),
+        )
+    )
+    phases.append(
+        _timed(
+            rec,
+            limit,
+            "list_overdue",
+            plan.reads,
+            _chunks(plan.reads, CHUNK["list_overdue"], lambda _i, n: _lists(engine, n)),
+        )
+    )
+    streamed: list[int] = []
+    # one generator read from start to end: one chunk
+    phases.append(
+        _timed(
+            rec,
+            limit,
+            "audit_stream",
+            plan.audit,
+            [lambda: streamed.append(_audit(engine, plan.audit))],
+        )
+    )
+    phases[-1].ops = streamed[0]
+    return phases, fill_s
+
+
 def _fill_due(backend: str, url: str, n: int, prefix: int = DUE_PREFIX) -> None:
     """Pending restore cases whose decision target falls due at TIMERS_DUE (setup, untimed)."""
     if backend == "sqlite":
@@ -263,23 +372,12 @@ def _fill_due(backend: str, url: str, n: int, prefix: int = DUE_PREFIX) -> None:
         data.fill_pg(data.conninfo(url), prefix, 0, n, due=TIMERS_DUE)
 
 
-def _replay(pair: data.Pair, backend: str, sync: str, phases: list[Phase]) -> None:
+def _replay_processes_phases(pair: data.Pair, backend: str, sync: str, phases: list[Phase]) -> None:
     for phase in phases:
-        if phase.due_before:
-            _fill_due(backend, pair.limit_url, phase.due_before)
-            data.settle(backend, pair.limit_url)
         if phase.per_proc:
             phase.limit_s = _replay_processes(
                 backend, pair.limit_url, sync, phase.per_proc_setup, phase.per_proc
             )
-        elif backend == "sqlite":
-            conn = data.sqlite_path(pair.limit_url)
-            lite = sqlite_connect(conn, sync)
-            phase.limit_s = replay_sqlite(lite, phase.events)
-            lite.close()
-        else:
-            with psycopg.connect(data.conninfo(pair.limit_url)) as pg:
-                phase.limit_s = replay_psycopg(pg, phase.events)
 
 
 # ---- the same steps from several processes ----------------------------------------------
