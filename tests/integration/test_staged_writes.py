@@ -14,27 +14,9 @@ import pytest
 
 from engine.errors import Conflict
 from engine.store.repository import CaseRecord, NewDeadline, Store, Tx
+from tests.integration.conftest import case_record
 
 AT = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
-
-
-def _record(case_id: str) -> CaseRecord:
-    return CaseRecord(
-        id=case_id,
-        type="restore",
-        definition_version=1,
-        state="pending",
-        version=1,
-        is_open=True,
-        overdue=False,
-        flags=frozenset(),
-        data={"applicant": {"full_name": "Иванова Мария"}},
-        zone="Europe/Moscow",
-        subject_key=f"snils:{case_id}",
-        last_hash="ab" * 32,
-        created_at=AT,
-        updated_at=AT,
-    )
 
 
 def _step(tx: Tx, case_id: str, *, read: int, to: str) -> None:
@@ -56,7 +38,7 @@ def store(db_url: str) -> Store:
     s = Store(db_url)
     s.upgrade()
     with s.write() as tx:
-        tx.insert_case(_record("c1"))
+        tx.insert_case(case_record("c1"))
     return s
 
 

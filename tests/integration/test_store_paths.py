@@ -7,7 +7,6 @@ NULLs), and a naive time is refused by both.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ import sqlalchemy as sa
 from engine.machines.log import LogEntry
 from engine.store.repository import CaseRecord, NewDeadline, Store, _deadline, _entry
 from engine.store.schema import cases, deadlines, transition_log
+from tests.integration.conftest import RECORD_AT, case_record
 
-AT = datetime(2026, 12, 31, 20, 59, 59, 123456, tzinfo=UTC)
+AT = RECORD_AT
 
 
 def _case(row: sa.Row[Any]) -> CaseRecord:
@@ -27,25 +27,6 @@ def _case(row: sa.Row[Any]) -> CaseRecord:
     return CaseRecord(**{**values, "flags": frozenset(m["flags"]), "data": dict(m["data"])})
 
 
-def _record(case_id: str, *, at: datetime = AT) -> CaseRecord:
-    return CaseRecord(
-        id=case_id,
-        type="restore",
-        definition_version=1,
-        state="pending",
-        version=1,
-        is_open=True,
-        overdue=True,
-        flags=frozenset({"overdue", "b"}),
-        data={"applicant": {"full_name": "Иванова Мария"}, "n": [1, 2.5, None, True]},
-        zone="Asia/Vladivostok",
-        subject_key="snils:123",
-        last_hash="ab" * 32,
-        created_at=at,
-        updated_at=at + timedelta(microseconds=1),
-    )
-
-
 def test_a_row_written_on_the_bare_driver_reads_the_same_through_sqlalchemy(
     db_url: str,
 ) -> None:
@@ -53,7 +34,7 @@ def test_a_row_written_on_the_bare_driver_reads_the_same_through_sqlalchemy(
     store.upgrade()
     try:
         with store.write() as tx:
-            tx.insert_case(_record("c1"))
+            tx.insert_case(case_record("c1"))
             tx.insert_deadlines(
                 "c1",
                 1,
@@ -82,7 +63,7 @@ def test_a_row_written_on_the_bare_driver_reads_the_same_through_sqlalchemy(
             deadline_sa = _deadline(tx.conn.execute(sa.select(deadlines)).one())
             entry_sa = _entry(tx.conn.execute(sa.select(transition_log)).one())
         with store.read() as tx:
-            assert tx.get_case("c1") == through_sa == _record("c1")
+            assert tx.get_case("c1") == through_sa == case_record("c1")
             assert tx.open_deadlines("c1") == [deadline_sa]
         assert deadline_sa.due_at == AT
         assert deadline_sa.status == "armed"
@@ -94,7 +75,7 @@ def test_a_row_written_on_the_bare_driver_reads_the_same_through_sqlalchemy(
 def test_a_row_written_through_sqlalchemy_reads_the_same_on_the_bare_driver(db_url: str) -> None:
     store = Store(db_url)
     store.upgrade()
-    record = _record("c2")
+    record = case_record("c2")
     try:
         with store.write() as tx:
             values = {f: getattr(record, f) for f in CaseRecord.__dataclass_fields__}
@@ -111,7 +92,7 @@ def test_a_row_written_through_sqlalchemy_reads_the_same_on_the_bare_driver(db_u
 def test_a_naive_time_is_refused_by_both_paths(db_url: str, path: str) -> None:
     store = Store(db_url)
     store.upgrade()
-    naive = _record("c3", at=AT.replace(tzinfo=None))
+    naive = case_record("c3", at=AT.replace(tzinfo=None))
     values = {f: getattr(naive, f) for f in CaseRecord.__dataclass_fields__}
     values["flags"] = sorted(naive.flags)
 
@@ -136,9 +117,9 @@ def test_a_database_error_does_not_carry_the_applicants_data(db_url: str) -> Non
     store.upgrade()
     try:
         with store.write() as tx:
-            tx.insert_case(_record("c4"))
+            tx.insert_case(case_record("c4"))
         with pytest.raises(sa.exc.IntegrityError) as refused, store.write() as tx:
-            tx.insert_case(_record("c4"))
+            tx.insert_case(case_record("c4"))
         assert "Иванова" not in str(refused.value)
         assert "hidden" in str(refused.value)
     finally:
