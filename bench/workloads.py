@@ -160,8 +160,9 @@ def _lifecycle(engine: Engine, ids: Sequence[str]) -> None:
             engine.fire(cid, trigger, actor, **kwargs)
 
 
-def _reads(engine: Engine, ids: Sequence[str], n: int) -> None:
-    for i in range(n):
+def _reads(engine: Engine, ids: Sequence[str], first: int, n: int) -> None:
+    """``n`` reads of ``ids`` round-robin, from the ``first``-th."""
+    for i in range(first, first + n):
         engine.get_case(ids[i % len(ids)])
 
 
@@ -336,7 +337,7 @@ def _single_process_phases(
             _chunks(
                 plan.reads,
                 CHUNK["get_case"],
-                lambda i, n: _reads(engine, [sample[k % len(sample)] for k in range(i, i + n)], n),
+                lambda i, n: _reads(engine, sample, i, n),
             ),
         )
     )

@@ -335,17 +335,13 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# What a write leaves to do once its statement ran: check the cursor (raising when the row
-# was not as read) and return the identity map's upkeep, if any.
-_Done = Callable[[Any], Callable[[], None] | None]
-
-
 class Write(NamedTuple):
     """One write statement, built and not yet run (``Tx.staging``)."""
 
     sql: str
     params: dict[str, Any]
-    done: _Done | None
+    check: Callable[[Any], None] | None  # of the cursor, inside the transaction: raises
+    keep: Callable[[], None] | None  # the identity map's upkeep once the write is done
 
 
 class _Scope:
@@ -463,11 +459,13 @@ class Tx:
         try:
             with self._turn(), self.conn.begin():
                 yield
-            pending = self._later
+        except BaseException:
+            self._later = None
+            raise
+        try:
+            self._keep_up()
         finally:
             self._later = None
-        for keep in pending:
-            keep()
 
     @contextmanager
     def staging(self) -> Iterator[list[Write]]:
@@ -481,24 +479,41 @@ class Tx:
 
     def run_staged(self, writes: Sequence[Write]) -> None:
         """Run writes collected by ``staging``, in order; raises as the calls would have."""
-        for sql, params, done in writes:
-            cursor = self._run(sql, params)
-            keep = done(cursor) if done is not None else None
-            if keep is None:
-                continue
-            if self._later is None:
-                keep()
-            else:
-                self._later.append(keep)
+        for write in writes:
+            self._run_write(*write)
 
-    def _write(self, sql: str, params: dict[str, Any], done: _Done | None = None) -> None:
+    def _write(
+        self,
+        sql: str,
+        params: dict[str, Any],
+        check: Callable[[Any], None] | None = None,
+        keep: Callable[[], None] | None = None,
+    ) -> None:
         if self._staging is not None:
-            self._staging.append(Write(sql, params, done))
+            self._staging.append(Write(sql, params, check, keep))
         else:
-            self.run_staged((Write(sql, params, done),))
+            self._run_write(sql, params, check, keep)
+
+    def _run_write(
+        self,
+        sql: str,
+        params: dict[str, Any],
+        check: Callable[[Any], None] | None,
+        keep: Callable[[], None] | None,
+    ) -> None:
+        cursor = self._run(sql, params)
+        if check is not None:
+            check(cursor)
+        if keep is None:
+            return
+        if self._later is None:
+            keep()
+        else:
+            self._later.append(keep)
 
     def _keep_up(self) -> None:
-        # the map is read inside ``writing``: what the block wrote so far is remembered first
+        # after ``writing`` commits, or when the map is read inside it: what the block wrote
+        # so far is remembered first
         pending = self._later
         if pending:
             self._later = []
@@ -602,7 +617,7 @@ class Tx:
             )
             self._remember_open(record.id, [])
 
-        self._write(_SQL_INSERT_CASE, values, lambda _cursor: keep)
+        self._write(_SQL_INSERT_CASE, values, keep=keep)
 
     def update_case(
         self,
@@ -658,13 +673,12 @@ class Tx:
                     )
                 )
 
-        def done(cursor: Any) -> Callable[[], None]:
+        def check(cursor: Any) -> None:
             if cursor.rowcount != 1:
                 row = self._run(_SQL_CASE_VERSION, {"b_id": case_id}).fetchone()
                 raise Conflict(case_id, expected_version, row[0] if row else None)
-            return keep
 
-        self._write(sql, params, done)
+        self._write(sql, params, check, keep)
 
     def list_cases(
         self,
@@ -844,18 +858,18 @@ class Tx:
         if not rows:
             return
         c = self._codec
-        ids: list[int] = []  # RETURNING's, as the statements run (a staged write runs once)
+        ids: list[int] = []  # RETURNING's, as the statements run
 
         def keep() -> None:
             known = self._recall_open(case_id)
             if known is not None:
                 self._remember_open(case_id, [*known, *self._armed(case_id, seq, ids, rows)])
 
-        def done(cursor: Any) -> Callable[[], None] | None:
+        def returned(cursor: Any) -> None:
             ids.append(cursor.fetchone()[0])
-            return keep if len(ids) == len(rows) else None
 
-        for d in rows:
+        last = len(rows) - 1
+        for n, d in enumerate(rows):
             self._write(
                 _SQL_INSERT_DEADLINE,
                 {
@@ -870,7 +884,8 @@ class Tx:
                     "armed_seq": seq,
                     "calendar": d.calendar,
                 },
-                done,
+                returned,
+                keep if n == last else None,  # once every row has its id
             )
 
     @staticmethod
@@ -906,7 +921,7 @@ class Tx:
         params: dict[str, Any] = {f"i{n}": i for n, i in enumerate(ids)}
         params.update(status=status, closed_seq=seq, closed_at=self._codec.time(at))
         sql = _SQL_CLOSE_DEADLINES.format(ids=", ".join(f":i{n}" for n in range(len(ids))))
-        self._write(sql, params, lambda _cursor: lambda: self._edit_open(ids, lambda _d: None))
+        self._write(sql, params, keep=lambda: self._edit_open(ids, lambda _d: None))
 
     def close_due(self, deadline: DeadlineRecord, status: str, seq: int, at: datetime) -> None:
         """Close a timer that fell due, as read: raises TransactionConflict if it moved since.
@@ -922,12 +937,13 @@ class Tx:
             "b_due": self._codec.time(deadline.due_at),
         }
 
-        def done(cursor: Any) -> Callable[[], None]:
+        def check(cursor: Any) -> None:
             if cursor.rowcount != 1:
                 raise _moved(deadline)
-            return lambda: self._edit_open([deadline.id], lambda _d: None)
 
-        self._write(_SQL_CLOSE_DUE, params, done)
+        self._write(
+            _SQL_CLOSE_DUE, params, check, lambda: self._edit_open([deadline.id], lambda _d: None)
+        )
 
     def pause_deadline(self, deadline: DeadlineRecord, remaining_seconds: float) -> None:
         """Pause a deadline armed as read: raises TransactionConflict if it moved since.
@@ -940,30 +956,32 @@ class Tx:
             "b_due": self._codec.time(deadline.due_at),
         }
 
-        def done(cursor: Any) -> Callable[[], None]:
+        def check(cursor: Any) -> None:
             if cursor.rowcount != 1:
                 raise _moved(deadline)
-            return lambda: self._edit_open(
+
+        self._write(
+            _SQL_PAUSE_DEADLINE,
+            params,
+            check,
+            lambda: self._edit_open(
                 [deadline.id],
                 lambda d: evolve(
                     d, status="paused", due_at=None, remaining_seconds=remaining_seconds
                 ),
-            )
-
-        self._write(_SQL_PAUSE_DEADLINE, params, done)
+            ),
+        )
 
     def resume_deadline(self, deadline_id: int, due_at: datetime, resumed_at: datetime) -> None:
         c = self._codec
         self._write(
             _SQL_RESUME_DEADLINE,
             {"b_id": deadline_id, "due_at": c.time(due_at), "resumed_at": c.time(resumed_at)},
-            lambda _cursor: (
-                lambda: self._edit_open(
-                    [deadline_id],
-                    lambda d: evolve(
-                        d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)
-                    ),
-                )
+            keep=lambda: self._edit_open(
+                [deadline_id],
+                lambda d: evolve(
+                    d, status="armed", due_at=_utc(due_at), resumed_at=_utc(resumed_at)
+                ),
             ),
         )
 
