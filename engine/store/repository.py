@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from engine.errors import Conflict, EngineError, StoreUnavailable, TransactionConflict
 from engine.machines.log import LogEntry
 from engine.records import build, evolve
+from engine.store.checkpoints import Checkpointer
 from engine.store.codec import Codec, codec_for, dumps, loads
 from engine.store.connections import StepConnections
 from engine.store.schema import (
@@ -1173,11 +1174,18 @@ class Store:
             self.turns: WriterTurns | None = WriterTurns(
                 None if in_memory else f"{database}-writers"
             )
+            # an in-memory database has no WAL
+            self.checkpoints: Checkpointer | None = (
+                None if in_memory else Checkpointer(database, synchronous, self.turns)
+            )
+            if self.checkpoints is not None:
+                sa.event.listen(self.engine, "commit", self._committed)
         else:
             self.engine = sa.create_engine(
                 self.url, pool_pre_ping=True, pool_use_lifo=True, **_ENGINE_OPTIONS
             )
             self.turns = None
+            self.checkpoints = None
         self.kept = StepConnections(self.engine)
 
     def _sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
@@ -1188,7 +1196,14 @@ class Store:
         cursor.execute(f"PRAGMA synchronous={self.synchronous}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        if self.checkpoints is not None:
+            # checkpoints run on their own thread (engine.store.checkpoints), not in a commit
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
+
+    def _committed(self, conn: Connection) -> None:
+        if self.checkpoints is not None and not conn.get_execution_options().get("omsflow_read"):
+            self.checkpoints.committed()
 
     @contextmanager
     def write(self) -> Iterator[Tx]:
@@ -1294,6 +1309,8 @@ class Store:
         return ScriptDirectory.from_config(self._alembic()).get_current_head()
 
     def dispose(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         self.kept.close(final=True)
         self.engine.dispose()
         if self.turns is not None:
