@@ -19,6 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from engine.store.checkpoints import Checkpointer
+from engine.store.turns import WriterTurns
+
 # ("x", statement, parameters, executemany) | ("c",) | ("r",)
 Event = tuple[Any, ...]
 
@@ -101,26 +104,51 @@ def sqlite_connect(path: str, synchronous: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 
-def replay_sqlite(conn: sqlite3.Connection, events: Sequence[Event]) -> float:
-    """Replay through ``sqlite3``; returns the seconds it took."""
+def sqlite_checkpoints(path: str, synchronous: str, *, processes: bool = False) -> Checkpointer:
+    """The limit database's checkpoints, made as the engine makes its own: by a thread that
+    takes the writers' turn for its second pass (across processes when ``processes``)."""
+    return Checkpointer(path, synchronous, WriterTurns(f"{path}-writers" if processes else None))
+
+
+def replay_sqlite(
+    conn: sqlite3.Connection, events: Sequence[Event], checkpoints: Checkpointer
+) -> float:
+    """Replay through ``sqlite3``; returns the seconds it took.
+
+    A write transaction holds the writers' turn from its ``BEGIN IMMEDIATE`` to its end, and
+    its commit wakes the checkpoints, as the engine's do.
+    """
     cursor = conn.cursor()
     execute, executemany = cursor.execute, cursor.executemany
+    turns = checkpoints.turns
+    held = False
     start = time.perf_counter()
     for event in events:
         kind = event[0]
         if kind == "x":
+            if event[1] == "BEGIN IMMEDIATE":
+                turns.acquire()
+                held = True
             if _many(event):
                 executemany(event[1], event[2])
             else:
                 execute(event[1], event[2])
                 _drain(cursor)
-        elif kind == "c":
-            conn.commit()
         else:
-            conn.rollback()
+            if kind == "c":
+                checkpoints.committed()
+                conn.commit()
+            else:
+                conn.rollback()
+            if held:
+                turns.release()
+                held = False
+    if held:
+        turns.release()
     return time.perf_counter() - start
 
 

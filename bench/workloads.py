@@ -38,6 +38,7 @@ from bench.capture import (
     Replayer,
     replay_psycopg,
     replay_sqlite,
+    sqlite_checkpoints,
     sqlite_connect,
     statements,
 )
@@ -219,14 +220,14 @@ def _run_pair(
     clock = ManualClock(START)
     engine = _engine(pair.engine_url, clock, sync)
     rec = Recorder(engine.store.engine)
-    limit, limit_conn = _limit(pair, backend, sync)
+    limit, limit_conn, close_limit = _limit(pair, backend, sync)
     try:
         phases, fill_s = _single_process_phases(
             engine, rec, limit, limit_conn, pair, size, plan, clock, say
         )
     finally:
         engine.close()
-        limit_conn.close()
+        close_limit()
     base = 10 * size + 1_000_000
     for procs in (1, 2, 4):
         say(f"  steps with {procs} processes")
@@ -249,14 +250,21 @@ def _run_pair(
     return out
 
 
-def _limit(pair: data.Pair, backend: str, sync: str) -> tuple[Replayer, Any]:
+def _limit(pair: data.Pair, backend: str, sync: str) -> tuple[Replayer, Any, Callable[[], None]]:
     """The limit database's bare connection, kept for the single-process phases (as the
-    engine keeps its connection), and a replayer on it."""
+    engine keeps its connection), a replayer on it, and what closes them."""
     if backend == "sqlite":
-        lite = sqlite_connect(data.sqlite_path(pair.limit_url), sync)
-        return (lambda events: replay_sqlite(lite, events)), lite
+        path = data.sqlite_path(pair.limit_url)
+        lite = sqlite_connect(path, sync)
+        checkpoints = sqlite_checkpoints(path, sync)
+
+        def close() -> None:
+            checkpoints.close()
+            lite.close()
+
+        return (lambda events: replay_sqlite(lite, events, checkpoints)), lite, close
     pg = psycopg.connect(data.conninfo(pair.limit_url))
-    return (lambda events: replay_psycopg(pg, events)), pg
+    return (lambda events: replay_psycopg(pg, events)), pg, pg.close
 
 
 def _single_process_phases(
@@ -431,12 +439,15 @@ def _proc_replay(
     queue: Any,
 ) -> None:
     if backend == "sqlite":
-        lite = sqlite_connect(data.sqlite_path(url), sync)
-        replay_sqlite(lite, setup)
+        path = data.sqlite_path(url)
+        lite = sqlite_connect(path, sync)
+        checkpoints = sqlite_checkpoints(path, sync, processes=True)
+        replay_sqlite(lite, setup, checkpoints)
         barrier.wait()
         start = time.perf_counter()
-        replay_sqlite(lite, events)
+        replay_sqlite(lite, events, checkpoints)
         queue.put((start, time.perf_counter()))
+        checkpoints.close()
         lite.close()
         return
     with psycopg.connect(data.conninfo(url)) as conn:
