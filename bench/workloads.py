@@ -126,9 +126,15 @@ CHUNK = {"open": 100, "steps": 25, "get_case": 200, "list_overdue": 50}
 
 
 def _timed(
-    rec: Recorder, limit: Replayer, name: str, ops: int, chunks: Sequence[Callable[[], object]]
+    rec: Recorder,
+    limit: Replayer,
+    drain: Callable[[], object],
+    name: str,
+    ops: int,
+    chunks: Sequence[Callable[[], object]],
 ) -> Phase:
-    """Each chunk on the engine, timed, then its statements on the limit, timed."""
+    """Each chunk on the engine, timed with what ``drain`` then finishes, then its statements
+    on the limit, timed likewise."""
     engine_s = limit_s = 0.0
     events: list[Event] = []
     for chunk in chunks:
@@ -136,12 +142,24 @@ def _timed(
         rec.on = True
         start = time.perf_counter()
         chunk()
+        drain()
         engine_s += time.perf_counter() - start
         rec.on = False
         done = rec.take()
         limit_s += limit(done)
         events.extend(done)
     return Phase(name, ops, engine_s, events, limit_s=limit_s)
+
+
+def _drain(engine: Engine) -> None:
+    """The WAL checkpoints a SQLite engine's chunk left to do, finished in its own time.
+
+    The engine checkpoints from a thread (``engine.store.checkpoints``), and so does the
+    limit: left running, one side's checkpoints would land in the other side's next chunk.
+    Each side finishes its own after its chunk, inside its time.
+    """
+    if engine.store.checkpoints is not None:
+        engine.store.checkpoints.checkpoint()
 
 
 def _chunks(n: int, size: int, fn: Callable[[int, int], object]) -> list[Callable[[], object]]:
@@ -228,12 +246,8 @@ def _run_pair(
     finally:
         engine.close()
         close_limit()
-    base = 10 * size + 1_000_000
-    for procs in (1, 2, 4):
-        say(f"  steps with {procs} processes")
-        phases.append(
-            _processes(pair.engine_url, sync, procs, plan.proc_cases, base + 100_000 * procs)
-        )
+    say("  steps with 1, 2 and 4 processes, chunk by chunk in turn")
+    phases.extend(_processes(pair.engine_url, sync, PROCS, plan.proc_cases, 10 * size + 1_000_000))
 
     say("  replaying the processes' steps on the bare driver")
     _replay_processes_phases(pair, backend, sync, phases)
@@ -280,6 +294,7 @@ def _single_process_phases(
 ) -> tuple[list[Phase], float]:
     """Every single-process phase, engine and limit interleaved; also the due fill's time."""
     phases: list[Phase] = []
+    drain = partial(_drain, engine)
     base = 10 * size + 1_000_000
     say(f"  open {plan.cases} cases")
     ids: list[str] = []
@@ -287,6 +302,7 @@ def _single_process_phases(
         _timed(
             rec,
             limit,
+            drain,
             "open",
             plan.cases,
             _chunks(plan.cases, CHUNK["open"], lambda i, n: ids.extend(_open(engine, base + i, n))),
@@ -297,6 +313,7 @@ def _single_process_phases(
         _timed(
             rec,
             limit,
+            drain,
             "steps",
             4 * plan.cases,
             _chunks(plan.cases, CHUNK["steps"], lambda i, n: _lifecycle(engine, ids[i : i + n])),
@@ -321,6 +338,7 @@ def _single_process_phases(
         _timed(
             rec,
             limit,
+            drain,
             "timers",
             plan.timers,
             [lambda: report.append(engine.fire_due_timers(keep_outcomes=False))],
@@ -340,6 +358,7 @@ def _single_process_phases(
         _timed(
             rec,
             limit,
+            drain,
             "get_case",
             plan.reads,
             _chunks(
@@ -353,6 +372,7 @@ def _single_process_phases(
         _timed(
             rec,
             limit,
+            drain,
             "list_overdue",
             plan.reads,
             _chunks(plan.reads, CHUNK["list_overdue"], lambda _i, n: _lists(engine, n)),
@@ -364,6 +384,7 @@ def _single_process_phases(
         _timed(
             rec,
             limit,
+            drain,
             "audit_stream",
             plan.audit,
             [lambda: streamed.append(_audit(engine, plan.audit))],
@@ -392,7 +413,13 @@ def _replay_processes_phases(pair: data.Pair, backend: str, sync: str, phases: l
 # ---- the same steps from several processes ----------------------------------------------
 
 
-def _proc_engine(url: str, sync: str, first: int, n: int, barrier: Any, queue: Any) -> None:
+PROCS = (1, 2, 4)
+
+
+def _proc_engine(
+    url: str, sync: str, k: int, first: int, n: int, barrier: Any, go: Any, out: Any
+) -> None:
+    """One process of a group: opens its cases, then steps a chunk of them at each ``go``."""
     quiet_logs()
     clock = ManualClock(START + timedelta(days=30))
     engine = _engine(url, clock, sync)
@@ -400,33 +427,74 @@ def _proc_engine(url: str, sync: str, first: int, n: int, barrier: Any, queue: A
     ids = _open(engine, first, n)  # setup, not timed: only the lifecycle steps are
     rec.on = False
     opened = rec.take()
-    barrier.wait()
-    rec.on = True
-    start = time.perf_counter()
-    _lifecycle(engine, ids)
-    end = time.perf_counter()
-    rec.on = False
+    out.put(("ready", k))
+    for i in range(0, n, CHUNK["steps"]):
+        go.get()
+        barrier.wait()
+        rec.on = True
+        start = time.perf_counter()
+        _lifecycle(engine, ids[i : i + CHUNK["steps"]])
+        _drain(engine)
+        end = time.perf_counter()
+        rec.on = False
+        out.put((start, end))
     engine.close()
-    queue.put((start, end, opened, rec.take()))
+    out.put((k, opened, rec.take()))
 
 
-def _processes(url: str, sync: str, procs: int, n: int, first: int) -> Phase:
+def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -> list[Phase]:
+    """The lifecycle from 1, 2 and 4 processes, each on cases of its own.
+
+    Every group's processes start at once and open their cases; then the groups take turns,
+    one chunk each (the lifecycles of 25 cases per process), so that the host's slow spells,
+    which last seconds, fall on every group alike: the scaling compares groups timed over
+    the same minutes. A group's time is the sum over its chunks of the first start to the
+    last end.
+    """
     ctx = mp.get_context("fork")
-    barrier, queue = ctx.Barrier(procs), ctx.Queue()
-    workers = [
-        ctx.Process(target=_proc_engine, args=(url, sync, first + 10_000 * k, n, barrier, queue))
-        for k in range(procs)
-    ]
-    for w in workers:
-        w.start()
-    got = [queue.get() for _ in workers]
-    for w in workers:
-        w.join()
-    start, end = min(g[0] for g in got), max(g[1] for g in got)
-    phase = Phase(f"steps_{procs}p", 4 * n * procs, end - start, [], procs=procs)
-    phase.per_proc = [g[3] for g in got]
-    phase.per_proc_setup = [g[2] for g in got]
-    return phase
+    groups: list[tuple[int, list[Any], Any, list[Any]]] = []
+    for g, procs in enumerate(counts):
+        barrier, out = ctx.Barrier(procs), ctx.Queue()
+        gos = [ctx.Queue() for _ in range(procs)]
+        workers = [
+            ctx.Process(
+                target=_proc_engine,
+                args=(
+                    url,
+                    sync,
+                    k,
+                    first + 100_000 * (g + 1) + 10_000 * k,
+                    n,
+                    barrier,
+                    gos[k],
+                    out,
+                ),
+            )
+            for k in range(procs)
+        ]
+        for w in workers:
+            w.start()
+        groups.append((procs, gos, out, workers))
+    for procs, _gos, out, _workers in groups:
+        for _ in range(procs):
+            out.get()
+    took = dict.fromkeys(counts, 0.0)
+    for _chunk in range(0, n, CHUNK["steps"]):
+        for procs, gos, out, _workers in groups:
+            for go in gos:
+                go.put(True)
+            spans = [out.get() for _ in range(procs)]
+            took[procs] += max(e for _s, e in spans) - min(s for s, _e in spans)
+    phases = []
+    for procs, _gos, out, workers in groups:
+        done = sorted(out.get() for _ in range(procs))
+        for w in workers:
+            w.join()
+        phase = Phase(f"steps_{procs}p", 4 * n * procs, took[procs], [], procs=procs)
+        phase.per_proc = [d[2] for d in done]
+        phase.per_proc_setup = [d[1] for d in done]
+        phases.append(phase)
+    return phases
 
 
 def _proc_replay(
