@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import psycopg
@@ -417,7 +418,7 @@ PROCS = (1, 2, 4)
 
 
 def _proc_engine(
-    url: str, sync: str, k: int, first: int, n: int, barrier: Any, go: Any, out: Any
+    url: str, sync: str, k: int, first: int, n: int, barrier: Any, go: Any, out: Any, done: Any
 ) -> None:
     """One process of a group: opens its cases, then steps a chunk of them at each ``go``."""
     quiet_logs()
@@ -439,7 +440,7 @@ def _proc_engine(
         rec.on = False
         out.put((start, end))
     engine.close()
-    out.put((k, opened, rec.take()))
+    done.put((k, opened, rec.take()))
 
 
 def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -> list[Phase]:
@@ -452,9 +453,9 @@ def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -
     last end.
     """
     ctx = mp.get_context("fork")
-    groups: list[tuple[int, list[Any], Any, list[Any]]] = []
+    groups: list[tuple[int, list[Any], Any, Any, list[Any]]] = []
     for g, procs in enumerate(counts):
-        barrier, out = ctx.Barrier(procs), ctx.Queue()
+        barrier, out, done = ctx.Barrier(procs), ctx.Queue(), ctx.Queue()
         gos = [ctx.Queue() for _ in range(procs)]
         workers = [
             ctx.Process(
@@ -468,33 +469,47 @@ def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -
                     barrier,
                     gos[k],
                     out,
+                    done,
                 ),
             )
             for k in range(procs)
         ]
         for w in workers:
+            # daemonic: a coordinator that fails does not wait for workers waiting on it
+            w.daemon = True
             w.start()
-        groups.append((procs, gos, out, workers))
-    for procs, _gos, out, _workers in groups:
+        groups.append((procs, gos, out, done, workers))
+    for procs, _gos, out, _done, workers in groups:
         for _ in range(procs):
-            out.get()
+            _get(out, workers)
     took = dict.fromkeys(counts, 0.0)
     for _chunk in range(0, n, CHUNK["steps"]):
-        for procs, gos, out, _workers in groups:
+        for procs, gos, out, _done, workers in groups:
             for go in gos:
                 go.put(True)
-            spans = [out.get() for _ in range(procs)]
+            spans = [_get(out, workers) for _ in range(procs)]
             took[procs] += max(e for _s, e in spans) - min(s for s, _e in spans)
     phases = []
-    for procs, _gos, out, workers in groups:
-        done = sorted(out.get() for _ in range(procs))
+    for procs, _gos, _out, done, workers in groups:
+        results = sorted(_get(done, workers) for _ in range(procs))
         for w in workers:
             w.join()
         phase = Phase(f"steps_{procs}p", 4 * n * procs, took[procs], [], procs=procs)
-        phase.per_proc = [d[2] for d in done]
-        phase.per_proc_setup = [d[1] for d in done]
+        phase.per_proc = [r[2] for r in results]
+        phase.per_proc_setup = [r[1] for r in results]
         phases.append(phase)
     return phases
+
+
+def _get(queue: Any, workers: Sequence[Any]) -> Any:
+    """The next message from a group's workers; raises if one of them died instead."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except Empty:
+            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"a benchmark process failed (exit codes {dead})") from None
 
 
 def _proc_replay(
