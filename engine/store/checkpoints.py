@@ -137,6 +137,11 @@ class Checkpointer:
             self._inherited.append(self._conn)
         self._conn = None
         self._thread = None
+        # fresh synchronization objects: the parent's thread may have been inside any of them
+        closed = self._closing.is_set()
+        self._closing = threading.Event()
+        if closed:
+            self._closing.set()
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._busy = threading.Lock()
