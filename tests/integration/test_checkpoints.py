@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from structlog.testing import capture_logs
+
 from engine.api import Engine
 from engine.store.checkpoints import Checkpointer
 from engine.store.turns import WriterTurns
@@ -154,3 +156,24 @@ def test_a_close_that_lands_as_the_thread_takes_its_wake_up_still_stops_it(
     cp._thread.join(timeout=10)
     assert not cp._thread.is_alive()
     cp.close()
+
+
+def test_a_checkpoint_that_fails_is_logged_and_the_thread_goes_on(tmp_path: Path) -> None:
+    # a folder that does not exist: SQLite cannot open the file, and the engine still runs
+    missing = tmp_path / "gone" / "omsflow.db"
+    cp = Checkpointer(str(missing), "NORMAL", WriterTurns(None), interval=0.001)
+    with capture_logs() as logs:
+        for _ in range(2):
+            before = len(logs)
+            cp.committed()
+            deadline = time.monotonic() + 10
+            while len(logs) == before and time.monotonic() < deadline:
+                time.sleep(0.005)
+        assert cp._thread is not None
+        assert cp._thread.is_alive()
+        cp.close()
+    failed = [e for e in logs if e["event"] == "checkpoint_failed"]
+    assert len(failed) == 2
+    assert failed[0]["path"] == str(missing)
+    assert failed[0]["log_level"] == "warning"
+    assert cp.checkpoints == 0
