@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from engine.store.forks import renew_after_fork
 from engine.store.turns import WriterTurns
 
 log = structlog.get_logger("omsflow.store")
@@ -64,6 +65,7 @@ class Checkpointer:
         # a forked child's inherited connection: held, never used, never closed
         self._inherited: list[sqlite3.Connection] = []
         _LIVE.add(self)
+        renew_after_fork(self)
 
     def committed(self) -> None:
         """A write transaction committed (or is about to): a checkpoint follows soon."""
@@ -173,9 +175,8 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
+    # the child's checkpointers renew their locks themselves (``_forked``)
     _PAUSED.clear()
-    for checkpointer in list(_LIVE):
-        checkpointer._forked()
 
 
 if hasattr(os, "register_at_fork"):

@@ -23,14 +23,14 @@ as SQLAlchemy advises for a fork); its steps check out connections of their own.
 
 from __future__ import annotations
 
-import os
 import select
 import threading
 import time
-import weakref
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+
+from engine.store.forks import renew_after_fork
 
 REUSE_SECONDS = 1.0
 
@@ -47,7 +47,7 @@ class StepConnections:
         self._has_socket = engine.dialect.name == "postgresql"
         # a forked child's inherited driver connections: held, never used, never closed
         self._inherited: list[Any] = []
-        _LIVE.add(self)
+        renew_after_fork(self)
 
     def _forked(self) -> None:
         self._lock = threading.Lock()
@@ -134,15 +134,3 @@ def _disown(conn: Connection) -> Any:
         record.dbapi_connection = None
     fairy.dbapi_connection = None
     return dbapi
-
-
-_LIVE: weakref.WeakSet[StepConnections] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for kept in list(_LIVE):
-        kept._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)

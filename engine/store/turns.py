@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from engine.store.forks import renew_after_fork
 
 try:
     import fcntl
@@ -35,7 +36,7 @@ class WriterTurns:
         self._thread = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
-        _LIVE.add(self)
+        renew_after_fork(self)
 
     def _forked(self) -> None:
         # The child of a fork holds no turn, whatever its parent held, and must not share the
@@ -93,15 +94,3 @@ class WriterTurns:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = None
-
-
-_LIVE: weakref.WeakSet[WriterTurns] = weakref.WeakSet()
-
-
-def _after_fork() -> None:
-    for turns in list(_LIVE):
-        turns._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
