@@ -97,62 +97,66 @@ def _drain(cursor: Any) -> None:
         cursor.fetchall()
 
 
-def sqlite_connect(path: str, synchronous: str) -> sqlite3.Connection:
-    """A bare connection with exactly the engine's pragmas (omsflow Store._sqlite_connect)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA wal_autocheckpoint=0")
-    return conn
+class SqliteLimit:
+    """A bare connection to the limit database, with exactly the engine's pragmas (omsflow
+    ``Store._sqlite_connect``), and the database's checkpoints, made as the engine makes its
+    own: by a thread that takes the writers' turn for its second pass (a turn across
+    processes when ``processes``)."""
 
+    def __init__(self, path: str, synchronous: str, *, processes: bool = False) -> None:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.conn = conn
+        turns = WriterTurns(f"{path}-writers" if processes else None)
+        self.checkpoints = Checkpointer(path, synchronous, turns)
 
-def sqlite_checkpoints(path: str, synchronous: str, *, processes: bool = False) -> Checkpointer:
-    """The limit database's checkpoints, made as the engine makes its own: by a thread that
-    takes the writers' turn for its second pass (across processes when ``processes``)."""
-    return Checkpointer(path, synchronous, WriterTurns(f"{path}-writers" if processes else None))
+    def replay(self, events: Sequence[Event]) -> float:
+        """Replay through ``sqlite3``; returns the seconds it took.
 
-
-def replay_sqlite(
-    conn: sqlite3.Connection, events: Sequence[Event], checkpoints: Checkpointer
-) -> float:
-    """Replay through ``sqlite3``; returns the seconds it took.
-
-    A write transaction holds the writers' turn from its ``BEGIN IMMEDIATE`` to its end, and
-    its commit wakes the checkpoints, as the engine's do; the time includes finishing the
-    checkpoints the replay left to do (``workloads._drain`` does the same for the engine).
-    """
-    cursor = conn.cursor()
-    execute, executemany = cursor.execute, cursor.executemany
-    turns = checkpoints.turns
-    held = False
-    start = time.perf_counter()
-    for event in events:
-        kind = event[0]
-        if kind == "x":
-            if event[1] == "BEGIN IMMEDIATE":
-                turns.acquire()
-                held = True
-            if _many(event):
-                executemany(event[1], event[2])
+        A write transaction holds the writers' turn from its ``BEGIN IMMEDIATE`` to its end,
+        and its commit wakes the checkpoints, as the engine's do; the time includes finishing
+        the checkpoints the replay left to do (``workloads._drain`` does the same for the
+        engine).
+        """
+        conn, checkpoints = self.conn, self.checkpoints
+        cursor = conn.cursor()
+        execute, executemany = cursor.execute, cursor.executemany
+        turns = checkpoints.turns
+        held = False
+        start = time.perf_counter()
+        for event in events:
+            kind = event[0]
+            if kind == "x":
+                if event[1] == "BEGIN IMMEDIATE":
+                    turns.acquire()
+                    held = True
+                if _many(event):
+                    executemany(event[1], event[2])
+                else:
+                    execute(event[1], event[2])
+                    _drain(cursor)
             else:
-                execute(event[1], event[2])
-                _drain(cursor)
-        else:
-            if kind == "c":
-                checkpoints.committed()
-                conn.commit()
-            else:
-                conn.rollback()
-            if held:
-                turns.release()
-                held = False
-    if held:
-        turns.release()
-    # what the checkpoints have left, finished in the replay's own time (as the engine's are)
-    checkpoints.checkpoint()
-    return time.perf_counter() - start
+                if kind == "c":
+                    checkpoints.committed()
+                    conn.commit()
+                else:
+                    conn.rollback()
+                if held:
+                    turns.release()
+                    held = False
+        if held:
+            turns.release()
+        # what the checkpoints have left, finished in the replay's own time (as the engine's)
+        checkpoints.checkpoint()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.checkpoints.close()
+        self.conn.close()
 
 
 def replay_psycopg(conn: Any, events: Sequence[Event]) -> float:

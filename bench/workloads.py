@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import sqlalchemy as sa
@@ -37,10 +37,8 @@ from bench.capture import (
     Event,
     Recorder,
     Replayer,
+    SqliteLimit,
     replay_psycopg,
-    replay_sqlite,
-    sqlite_checkpoints,
-    sqlite_connect,
     statements,
 )
 from engine.api import Engine
@@ -269,15 +267,8 @@ def _limit(pair: data.Pair, backend: str, sync: str) -> tuple[Replayer, Any, Cal
     """The limit database's bare connection, kept for the single-process phases (as the
     engine keeps its connection), a replayer on it, and what closes them."""
     if backend == "sqlite":
-        path = data.sqlite_path(pair.limit_url)
-        lite = sqlite_connect(path, sync)
-        checkpoints = sqlite_checkpoints(path, sync)
-
-        def close() -> None:
-            checkpoints.close()
-            lite.close()
-
-        return (lambda events: replay_sqlite(lite, events, checkpoints)), lite, close
+        lite = SqliteLimit(data.sqlite_path(pair.limit_url), sync)
+        return lite.replay, lite.conn, lite.close
     pg = psycopg.connect(data.conninfo(pair.limit_url))
     return (lambda events: replay_psycopg(pg, events)), pg, pg.close
 
@@ -453,7 +444,7 @@ def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -
     last end.
     """
     ctx = mp.get_context("fork")
-    groups: list[tuple[int, list[Any], Any, Any, list[Any]]] = []
+    groups: list[_Group] = []
     for g, procs in enumerate(counts):
         barrier, out, done = ctx.Barrier(procs), ctx.Queue(), ctx.Queue()
         gos = [ctx.Queue() for _ in range(procs)]
@@ -478,22 +469,23 @@ def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -
             # daemonic: a coordinator that fails does not wait for workers waiting on it
             w.daemon = True
             w.start()
-        groups.append((procs, gos, out, done, workers))
-    for procs, _gos, out, _done, workers in groups:
-        for _ in range(procs):
-            _get(out, workers)
+        groups.append(_Group(procs, gos, out, done, workers))
+    for group in groups:
+        for _ in range(group.procs):
+            group.get(group.out)  # its processes' cases are open
     took = dict.fromkeys(counts, 0.0)
     for _chunk in range(0, n, CHUNK["steps"]):
-        for procs, gos, out, _done, workers in groups:
-            for go in gos:
+        for group in groups:
+            for go in group.gos:
                 go.put(True)
-            spans = [_get(out, workers) for _ in range(procs)]
-            took[procs] += max(e for _s, e in spans) - min(s for s, _e in spans)
+            spans = [group.get(group.out) for _ in range(group.procs)]
+            took[group.procs] += max(e for _s, e in spans) - min(s for s, _e in spans)
     phases = []
-    for procs, _gos, _out, done, workers in groups:
-        results = sorted(_get(done, workers) for _ in range(procs))
-        for w in workers:
+    for group in groups:
+        results = sorted(group.get(group.done) for _ in range(group.procs))
+        for w in group.workers:
             w.join()
+        procs = group.procs
         phase = Phase(f"steps_{procs}p", 4 * n * procs, took[procs], [], procs=procs)
         phase.per_proc = [r[2] for r in results]
         phase.per_proc_setup = [r[1] for r in results]
@@ -501,15 +493,24 @@ def _processes(url: str, sync: str, counts: Sequence[int], n: int, first: int) -
     return phases
 
 
-def _get(queue: Any, workers: Sequence[Any]) -> Any:
-    """The next message from a group's workers; raises if one of them died instead."""
-    while True:
-        try:
-            return queue.get(timeout=1.0)
-        except Empty:
-            dead = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"a benchmark process failed (exit codes {dead})") from None
+class _Group(NamedTuple):
+    """The processes of one count, and the queues the coordinator drives them with."""
+
+    procs: int
+    gos: list[Any]  # one per process: step your next chunk
+    out: Any  # "ready", then a (start, end) per chunk
+    done: Any  # at the end: (index, setup events, step events)
+    workers: list[Any]
+
+    def get(self, queue: Any) -> Any:
+        """The next message on ``queue``; raises if one of the processes died instead."""
+        while True:
+            try:
+                return queue.get(timeout=1.0)
+            except Empty:
+                dead = [w.exitcode for w in self.workers if w.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"a benchmark process failed (exit codes {dead})") from None
 
 
 def _proc_replay(
@@ -522,15 +523,12 @@ def _proc_replay(
     queue: Any,
 ) -> None:
     if backend == "sqlite":
-        path = data.sqlite_path(url)
-        lite = sqlite_connect(path, sync)
-        checkpoints = sqlite_checkpoints(path, sync, processes=True)
-        replay_sqlite(lite, setup, checkpoints)
+        lite = SqliteLimit(data.sqlite_path(url), sync, processes=True)
+        lite.replay(setup)
         barrier.wait()
         start = time.perf_counter()
-        replay_sqlite(lite, events, checkpoints)
+        lite.replay(events)
         queue.put((start, time.perf_counter()))
-        checkpoints.close()
         lite.close()
         return
     with psycopg.connect(data.conninfo(url)) as conn:
