@@ -93,11 +93,10 @@ class Stepper:
     def load(self, tx: Tx, case_id: str, *, lock: bool = False) -> Loaded:
         """The case and its open deadlines; with ``lock``, the case row is locked for ``tx``
         (PostgreSQL; a SQLite writer holds the whole database already)."""
-        record = tx.get_case(case_id, lock=lock)
+        record, opened = tx.load_case(case_id, lock=lock)
         if record is None:
             raise NotFound("case", case_id)
-        compiled = self.registry.get(record.type, record.definition_version)
-        return Loaded(record, compiled, tx.open_deadlines(case_id))
+        return Loaded(record, self.registry.get(record.type, record.definition_version), opened)
 
     def due(self, unit: str, amount: int, event_at: datetime, zone: str) -> datetime:
         return compute_due(event_at, amount, unit, zone, self.calendar)

@@ -48,6 +48,16 @@ def _pg_schema_url(schema: str) -> str:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A URL whose connections live in a fresh, private PostgreSQL schema."""
+    yield from _private_schema()
+
+
+@pytest.fixture
+def second_pg_url() -> Iterator[str]:
+    """Another private schema beside ``pg_url``'s (an identical second database)."""
+    yield from _private_schema()
+
+
+def _private_schema() -> Iterator[str]:
     if not PG_URL:
         pytest.skip("OMSFLOW_TEST_PG_URL is not set")
     schema = f"t_{uuid.uuid4().hex[:12]}"

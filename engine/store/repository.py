@@ -423,6 +423,34 @@ class Tx:
             self._cursor = self.conn.connection.cursor()
         return _driver_execute(self.conn, self._cursor, self._sql(sql), params, self._listeners)
 
+    def _run_pipelined(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Execute several statements in one round trip (PostgreSQL's pipeline mode); returns
+        a cursor for each, holding its result, as ``_run`` would have.
+
+        The server runs them in order and stops at the first that fails: that error is
+        raised, once every result is in, and the transaction is then aborted. Listeners see
+        each statement before it is sent, and after every result arrived.
+        """
+        driver = self.conn.connection.dbapi_connection
+        assert driver is not None
+        before, after, error = self._listeners
+        conn, sent = self.conn, [(self._sql(sql), params) for sql, params in statements]
+        cursors = [driver.cursor() for _ in sent]
+        try:
+            with driver.pipeline():
+                for cursor, (sql, params) in zip(cursors, sent, strict=True):
+                    for fn in before:
+                        fn(conn, cursor, sql, params, None, False)
+                    cursor.execute(sql, params)
+        except error as exc:
+            # which statement failed is not known here: the error names them all
+            text = ";\n".join(sql for sql, _params in sent)
+            raise DBAPIError.instance(text, None, exc, error, hide_parameters=True) from exc
+        for cursor, (sql, params) in zip(cursors, sent, strict=True):
+            for fn in after:
+                fn(conn, cursor, sql, params, None, False)
+        return cursors
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A savepoint: an exception inside rolls back what the block wrote, and only that."""
@@ -479,9 +507,23 @@ class Tx:
             self._staging = None
 
     def run_staged(self, writes: Sequence[Write]) -> None:
-        """Run writes collected by ``staging``, in order; raises as the calls would have."""
-        for write in writes:
-            self._run_write(*write)
+        """Run writes collected by ``staging``, in order; raises as the calls would have.
+
+        On PostgreSQL the writes after the first go out together in one round trip
+        (``_run_pipelined``) instead of one each. The first, the case's version-checked UPDATE
+        (or a new case's INSERT), runs alone and is checked before the rest is sent: once it
+        succeeded the transaction holds the case's row, so that a lost race is a Conflict, as
+        it is on SQLite, and never a duplicate log row failing in the pipeline.
+        """
+        if self.dialect != "postgresql" or len(writes) < 3:
+            for write in writes:
+                self._run_write(*write)
+            return
+        self._run_write(*writes[0])
+        rest = writes[1:]
+        cursors = self._run_pipelined([(w.sql, w.params) for w in rest])
+        for write, cursor in zip(rest, cursors, strict=True):
+            self._finish_write(cursor, write.check, write.keep)
 
     def _write(
         self,
@@ -502,7 +544,11 @@ class Tx:
         check: Callable[[Any], None] | None,
         keep: Callable[[], None] | None,
     ) -> None:
-        cursor = self._run(sql, params)
+        self._finish_write(self._run(sql, params), check, keep)
+
+    def _finish_write(
+        self, cursor: Any, check: Callable[[Any], None] | None, keep: Callable[[], None] | None
+    ) -> None:
         if check is not None:
             check(cursor)
         if keep is None:
@@ -593,6 +639,32 @@ class Tx:
         record = _raw_case(row, self._codec)
         self._remember_case(record)
         return record
+
+    def load_case(
+        self, case_id: str, *, lock: bool = False
+    ) -> tuple[CaseRecord | None, list[DeadlineRecord]]:
+        """``get_case``, then ``open_deadlines`` if the case exists: on PostgreSQL both in one
+        round trip when neither is remembered (the second is wasted on a missing case)."""
+        locking = lock and self.dialect == "postgresql"
+        if (
+            self.dialect != "postgresql"
+            or (not locking and self._recall_case(case_id) is not None)
+            or self._recall_open(case_id) is not None
+        ):
+            record = self.get_case(case_id, lock=lock)
+            return record, (self.open_deadlines(case_id) if record is not None else [])
+        case_sql = _SQL_GET_CASE + " FOR UPDATE" if locking else _SQL_GET_CASE
+        found, opened = self._run_pipelined(
+            [(case_sql, {"b_id": case_id}), (_SQL_OPEN_DEADLINES, {"b_case": case_id})]
+        )
+        row = found.fetchone()
+        if row is None:
+            return None, []
+        record = _raw_case(row, self._codec)
+        self._remember_case(record)
+        known = [_raw_deadline(r, self._codec) for r in opened.fetchall()]
+        self._remember_open(case_id, known)
+        return record, list(known)
 
     def insert_case(self, record: CaseRecord) -> None:
         c = self._codec

@@ -3,17 +3,25 @@
 ``Tx.staging`` collects the write statements that the block's calls ask for without running
 any; ``Tx.run_staged`` runs them, in order, with the checks the calls make (a case that moved
 raises Conflict). Inside ``Tx.writing`` the transaction's memory of the cases catches up with
-those writes after the commit, or at once when the block reads it.
+those writes after the commit, or at once when the block reads it. On PostgreSQL a step reads
+its case and deadlines in one pipeline, and sends the writes after its case's UPDATE in
+another; a write that fails in the pipeline rolls the step back as it would alone.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 
+from engine.api import Engine
 from engine.errors import Conflict
-from engine.store.repository import CaseRecord, NewDeadline, Store, Tx
+from engine.machines.log import LogEntry
+from engine.store.repository import CaseRecord, NewDeadline, Store, Tx, is_unique_violation
+from engine.testing import ManualClock, person
 from tests.integration.conftest import case_record
 
 AT = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
@@ -118,5 +126,120 @@ def test_a_staged_write_that_finds_the_case_moved_raises_and_writes_nothing(
             assert tx.get_case("c1").state == "pending"  # type: ignore[union-attr]
         assert raised.value.actual == 2
         assert _stored(store, "c1").state == "rejected"
+    finally:
+        store.dispose()
+
+
+def _sent(eng: Engine) -> list[tuple[str, bool]]:
+    """Each statement's first words as the driver gets it, and whether it went in a pipeline."""
+    sent: list[tuple[str, bool]] = []
+
+    def before(_c: Any, cursor: Any, statement: str, *_a: Any) -> None:
+        words = " ".join(statement.split()[:3])
+        sent.append((words, cursor.connection.pgconn.pipeline_status != 0))
+
+    event.listen(eng.store.engine, "before_cursor_execute", before)
+    event.listen(eng.store.engine, "commit", lambda _c: sent.append(("COMMIT", False)))
+    return sent
+
+
+def test_on_postgresql_a_step_reads_in_one_round_trip_and_writes_its_case_first_then_the_rest(
+    pg_url: str, clock: ManualClock
+) -> None:
+    with Engine(pg_url, clock=clock) as eng:
+        case_id = eng.open_case("restore", person("restore", 1), "portal:web").id
+        eng.fire(case_id, "take", "operator:ivanova")
+        sent = _sent(eng)
+        outcome = eng.fire(case_id, "request_info", "operator:ivanova", comment="Уточните адрес")
+        assert sent == [
+            # the case and its open deadlines, one round trip
+            ("SELECT id, type,", True),
+            ("SELECT id, case_id,", True),
+            # the version-checked claim of the case, alone and checked before anything else
+            ("UPDATE cases SET", False),
+            # then the log row, two paused deadlines, the clarification's deadline and the
+            # notice, one round trip
+            ("INSERT INTO transition_log", True),
+            ("UPDATE deadlines SET", True),
+            ("UPDATE deadlines SET", True),
+            ("INSERT INTO deadlines", True),
+            ("INSERT INTO outbox", True),
+            ("COMMIT", False),
+        ]
+        assert outcome.case.state == "needs_clarification"
+        paused = {d.name: d.status for d in outcome.case.deadlines}
+        assert set(paused.values()) >= {"paused", "armed"}
+        assert eng.verify() == {}
+    # what the pipeline wrote reads back the same from a fresh engine
+    with Engine(pg_url, clock=clock) as fresh:
+        again = fresh.get_case(case_id)
+        assert again.state == "needs_clarification"
+        assert again.deadlines == outcome.case.deadlines
+        assert [e.trigger for e in fresh.history(case_id)] == ["open", "take", "request_info"]
+
+
+def _entry(seq: int) -> LogEntry:
+    return LogEntry(
+        case_id="c1",
+        seq=seq,
+        trigger="take",
+        from_state="pending",
+        to_state="in_review",
+        actor="operator:ivanova",
+        reason=None,
+        comment=None,
+        changes={},
+        correlation_id=None,
+        at=AT,
+        recorded_at=AT,
+        prev_hash="0" * 64,
+        hash="e" * 64,
+        meta={},
+    )
+
+
+def test_on_postgresql_a_write_refused_in_the_pipeline_rolls_the_step_back_alone(
+    pg_url: str,
+) -> None:
+    store = Store(pg_url)
+    store.upgrade()
+    try:
+        with store.write() as tx:
+            tx.insert_case(case_record("c1"))
+            tx.append_log(_entry(2))
+        with store.optimistic() as tx:
+            tx.get_case("c1")
+            with tx.staging() as writes:
+                _step(tx, "c1", read=1, to="in_review")
+                tx.append_log(_entry(2))  # the log row a step at version 2 holds already
+                tx.insert_deadlines(
+                    "c1",
+                    2,
+                    [NewDeadline("decision", "expire", 5, "working_days", "UTC", AT, AT, "cal")],
+                )
+            assert len(writes) == 3
+            with pytest.raises(IntegrityError) as raised, tx.writing():
+                tx.run_staged(writes)
+            # the memory is left as read: the rolled-back writes never reach it
+            assert tx.get_case("c1").version == 1  # type: ignore[union-attr]
+        assert is_unique_violation(raised.value)
+        # the failure names the statements the pipeline held, and none of their values
+        assert "INSERT INTO transition_log" in str(raised.value)
+        assert "operator:ivanova" not in str(raised.value)
+        assert _stored(store, "c1").version == 1
+        with store.read() as tx:
+            assert tx.open_deadlines("c1") == []
+        # the store goes on: the same step, written right, commits
+        with store.optimistic() as tx:
+            tx.get_case("c1")
+            with tx.staging() as writes:
+                _step(tx, "c1", read=1, to="in_review")
+                tx.append_log(_entry(3))
+                tx.add_outbox("c1", 3, [("notice", "applicant", "Заявление принято", {})], AT)
+            with tx.writing():
+                tx.run_staged(writes)
+        assert _stored(store, "c1").version == 2
+        with store.read() as tx:
+            assert [e.text for e in tx.case_outbox("c1")] == ["Заявление принято"]
     finally:
         store.dispose()
