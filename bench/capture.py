@@ -3,8 +3,9 @@
 A ``Recorder`` listens on the engine's SQLAlchemy ``Engine`` (``before_cursor_execute``,
 ``commit``, ``rollback``) and keeps every statement with the parameters the driver received,
 already bound (JSON as text, SQLite datetimes as text, PostgreSQL datetimes as objects), and
-the transaction boundaries. ``replay_*`` runs the same events through ``sqlite3`` or
-``psycopg`` on an identical copy of the database, at the same durability settings: what is
+the transaction boundaries, and which statements the engine sent in one PostgreSQL pipeline.
+``replay_*`` runs the same events through ``sqlite3`` or ``psycopg`` on an identical copy of
+the database, at the same durability settings, pipelined where the engine's were: what is
 left is the database's own cost, with no engine on top.
 """
 
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from engine.store.checkpoints import Checkpointer
 from engine.store.turns import WriterTurns
 
-# ("x", statement, parameters, executemany) | ("c",) | ("r",)
+# ("x", statement, parameters, executemany, pipelined) | ("c",) | ("r",)
 Event = tuple[Any, ...]
 
 
@@ -48,14 +49,15 @@ class Recorder:
     def _execute(
         self,
         _conn: Any,
-        _cursor: Any,
+        cursor: Any,
         statement: str,
         parameters: Any,
         _context: Any,
         executemany: bool,
     ) -> None:
         if self.on:
-            self.events.append(_dumps(("x", statement, parameters, executemany)))
+            event = ("x", statement, parameters, executemany, _pipelined(cursor))
+            self.events.append(_dumps(event))
 
     def _commit(self, _conn: Any) -> None:
         if self.on:
@@ -69,6 +71,12 @@ class Recorder:
         """The events since the last take."""
         out, self.events = self.events, []
         return [pickle.loads(e) for e in out]  # noqa: S301 (its own bytes, never a file's)
+
+
+def _pipelined(cursor: Any) -> bool:
+    """Whether a psycopg cursor's connection is in pipeline mode (never so for sqlite3)."""
+    pgconn = getattr(cursor.connection, "pgconn", None)
+    return pgconn is not None and pgconn.pipeline_status != 0
 
 
 def _dumps(event: Event) -> bytes:
@@ -160,11 +168,30 @@ class SqliteLimit:
 
 
 def replay_psycopg(conn: Any, events: Sequence[Event]) -> float:
-    """Replay through ``psycopg`` (a non-autocommit connection, as SQLAlchemy uses it)."""
+    """Replay through ``psycopg`` (a non-autocommit connection, as SQLAlchemy uses it).
+
+    Statements the engine sent in one pipeline go out in one here, each on a cursor of its
+    own as the engine's (consecutive pipelined statements are taken for one pipeline: the
+    engine never sends two with nothing between them).
+    """
     cursor = conn.cursor()
     start = time.perf_counter()
-    for event in events:
+    n, i = len(events), 0
+    while i < n:
+        event = events[i]
         kind = event[0]
+        if kind == "x" and event[4]:
+            end = i
+            while end < n and events[end][0] == "x" and events[end][4]:
+                end += 1
+            sent = [(conn.cursor(), e) for e in events[i:end]]
+            with conn.pipeline():
+                for piped, e in sent:
+                    piped.execute(e[1], e[2])
+            for piped, _e in sent:
+                _drain(piped)
+            i = end
+            continue
         if kind == "x":
             if _many(event):
                 cursor.executemany(event[1], event[2])
@@ -175,6 +202,7 @@ def replay_psycopg(conn: Any, events: Sequence[Event]) -> float:
             conn.commit()
         else:
             conn.rollback()
+        i += 1
     return time.perf_counter() - start
 
 
