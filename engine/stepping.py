@@ -339,11 +339,16 @@ class Stepper:
                 "timer_stale", case_id=deadline.case_id, deadline=deadline.name, problem=str(exc)
             )
             return TimerOutcome(deadline, False, None, lateness, str(exc))
-        self.commit(tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
+        write = self.prepare(loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
+        # the step's writes and the timer's closing, sent together (``Tx.run_staged``)
+        with tx.staging() as writes:
+            self._write(tx, write)
+            if retry_at is None:
+                tx.close_due(deadline, "fired", result.entry.seq, now)
+        tx.run_staged(writes)
+        self.logged(write)
         if retry_at is not None:
             tx.move_deadline(deadline.id, retry_at, deadline.calendar or "")
-        else:
-            tx.close_due(deadline, "fired", result.entry.seq, now)
         log.info(
             "timer_fired",
             case_id=deadline.case_id,

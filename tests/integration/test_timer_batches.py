@@ -189,6 +189,39 @@ def test_a_case_with_two_due_timers_reads_its_deadlines_once(db_url: str) -> Non
         assert len(seen) == 3, seen
 
 
+def test_on_postgresql_a_timer_writes_its_case_first_then_the_rest_in_one_round_trip(
+    pg_url: str,
+) -> None:
+    clock = ManualClock(START)
+    with Engine(pg_url, clock=clock) as eng:
+        case_id = eng.open_case("restore", person("restore", 1), "portal:web").id
+        sent: list[tuple[str, bool]] = []
+
+        @sa.event.listens_for(eng.store.engine, "before_cursor_execute")
+        def _keep(_c: object, cursor: Any, statement: str, *_rest: object) -> None:
+            if not statement.startswith("SELECT"):
+                words = " ".join(statement.split()[:3])
+                sent.append((words, cursor.connection.pgconn.pipeline_status != 0))
+
+        clock.set(START + timedelta(days=10))
+        assert eng.fire_due_timers().fired == 2
+        start, end = ("SAVEPOINT omsflow_sp_1", False), ("RELEASE SAVEPOINT omsflow_sp_1", False)
+        case = ("UPDATE cases SET", False)  # checked alone, before the rest goes out
+        log, notice = ("INSERT INTO transition_log", True), ("INSERT INTO outbox", True)
+        fired = ("UPDATE deadlines SET", True)  # the timer closed as fired
+        assert sent == [start, case, log, fired, end, start, case, log, notice, fired, end]
+        # both fired and committed as they would one statement at a time
+        assert [e.trigger for e in eng.history(case_id)] == [
+            "open",
+            "target_missed",
+            "flag_overdue",
+        ]
+        after = eng.get_case(case_id)
+        assert (after.state, after.deadlines) == ("pending", ())
+        assert "overdue" in after.flags
+        assert eng.verify() == {}
+
+
 def test_a_catch_up_that_keeps_no_outcomes_still_counts_and_keeps_failures(db_url: str) -> None:
     clock = ManualClock(START)
     with Engine(db_url, clock=clock) as eng:
