@@ -200,7 +200,7 @@ class Stepper:
 
     def apply(self, tx: Tx, write: StepWrite) -> None:
         """Write a prepared step; raises Conflict if the case moved since it was read."""
-        self._write(tx, write)
+        tx.run_staged(self.stage(tx, write))
         self.logged(write)
 
     def stage(self, tx: Tx, write: StepWrite) -> list[Write]:

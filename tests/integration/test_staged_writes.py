@@ -178,6 +178,24 @@ def test_on_postgresql_a_step_reads_in_one_round_trip_and_writes_its_case_first_
         assert [e.trigger for e in fresh.history(case_id)] == ["open", "take", "request_info"]
 
 
+def test_on_postgresql_a_step_under_the_case_lock_is_sent_the_same_way(
+    pg_url: str, clock: ManualClock
+) -> None:
+    with Engine(pg_url, clock=clock) as eng:
+        case_id = eng.open_case("restore", person("restore", 2), "portal:web").id
+        clock.advance(timedelta(days=10))  # its decision target is due: the step takes the lock
+        sent = _sent(eng)
+        outcome = eng.fire(case_id, "take", "operator:ivanova")
+        assert [e.trigger for e in outcome.timers_fired] == ["target_missed", "flag_overdue"]
+        assert ("SELECT id, type,", True) in sent  # read FOR UPDATE with its deadlines
+        # each write of the timers and of the step: its case's UPDATE alone, the rest together
+        assert {piped for words, piped in sent if words == "UPDATE cases SET"} == {False}
+        assert {piped for words, piped in sent if words == "INSERT INTO transition_log"} == {True}
+        assert sent.count(("UPDATE cases SET", False)) == 3
+        assert outcome.case.state == "in_review"
+        assert eng.verify() == {}
+
+
 def _entry(seq: int) -> LogEntry:
     return LogEntry(
         case_id="c1",
