@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
@@ -176,33 +177,27 @@ def replay_psycopg(conn: Any, events: Sequence[Event]) -> float:
     """
     cursor = conn.cursor()
     start = time.perf_counter()
-    n, i = len(events), 0
-    while i < n:
-        event = events[i]
-        kind = event[0]
-        if kind == "x" and event[4]:
-            end = i
-            while end < n and events[end][0] == "x" and events[end][4]:
-                end += 1
-            sent = [(conn.cursor(), e) for e in events[i:end]]
+    for piped, run in groupby(events, key=lambda e: e[0] == "x" and e[4]):
+        if piped:
+            sent = [(conn.cursor(), e) for e in run]
             with conn.pipeline():
-                for piped, e in sent:
-                    piped.execute(e[1], e[2])
-            for piped, _e in sent:
-                _drain(piped)
-            i = end
+                for each, e in sent:
+                    each.execute(e[1], e[2])
+            for each, _e in sent:
+                _drain(each)
             continue
-        if kind == "x":
-            if _many(event):
-                cursor.executemany(event[1], event[2])
+        for event in run:
+            kind = event[0]
+            if kind == "x":
+                if _many(event):
+                    cursor.executemany(event[1], event[2])
+                else:
+                    cursor.execute(event[1], event[2])
+                    _drain(cursor)
+            elif kind == "c":
+                conn.commit()
             else:
-                cursor.execute(event[1], event[2])
-                _drain(cursor)
-        elif kind == "c":
-            conn.commit()
-        else:
-            conn.rollback()
-        i += 1
+                conn.rollback()
     return time.perf_counter() - start
 
 

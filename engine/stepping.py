@@ -7,8 +7,10 @@ log entry, the deadline changes (armed, cancelled, paused, resumed, fired), the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -118,11 +120,12 @@ class Stepper:
         zone: str,
         now: datetime,
         subject_key: str = "",
+        also: Callable[[], None] | None = None,
     ) -> None:
-        """Write one computed step; raises Conflict if the case moved since it was read."""
-        self.apply(
-            tx, self.prepare(loaded, compiled, result, zone=zone, now=now, subject_key=subject_key)
-        )
+        """Write one computed step (and what ``also`` writes, sent with it); raises Conflict if
+        the case moved since it was read."""
+        write = self.prepare(loaded, compiled, result, zone=zone, now=now, subject_key=subject_key)
+        self.apply(tx, write, also)
 
     def prepare(
         self,
@@ -198,18 +201,23 @@ class Stepper:
             now=now,
         )
 
-    def apply(self, tx: Tx, write: StepWrite) -> None:
+    def apply(self, tx: Tx, write: StepWrite, also: Callable[[], None] | None = None) -> None:
         """Write a prepared step; raises Conflict if the case moved since it was read."""
-        tx.run_staged(self.stage(tx, write))
+        tx.run_staged(self.stage(tx, write, also))
         self.logged(write)
 
-    def stage(self, tx: Tx, write: StepWrite) -> list[Write]:
-        """A prepared step's statements, built for ``tx.run_staged`` (then ``logged``).
+    def stage(
+        self, tx: Tx, write: StepWrite, also: Callable[[], None] | None = None
+    ) -> list[Write]:
+        """A prepared step's statements, built for ``tx.run_staged`` (then ``logged``), and
+        after them those of ``also`` (the ``Tx`` writes that go with the step).
 
         Built before the write lock is taken, so that the lock is held for the statements.
         """
         with tx.staging() as writes:
             self._write(tx, write)
+            if also is not None:
+                also()
         return writes
 
     def _write(self, tx: Tx, write: StepWrite) -> None:
@@ -339,14 +347,15 @@ class Stepper:
                 "timer_stale", case_id=deadline.case_id, deadline=deadline.name, problem=str(exc)
             )
             return TimerOutcome(deadline, False, None, lateness, str(exc))
-        write = self.prepare(loaded, loaded.compiled, result, zone=loaded.record.zone, now=now)
-        # the step's writes and the timer's closing, sent together (``Tx.run_staged``)
-        with tx.staging() as writes:
-            self._write(tx, write)
-            if retry_at is None:
-                tx.close_due(deadline, "fired", result.entry.seq, now)
-        tx.run_staged(writes)
-        self.logged(write)
+        # the timer's closing goes with the step's writes (``Tx.run_staged``)
+        closing = (
+            partial(tx.close_due, deadline, "fired", result.entry.seq, now)
+            if retry_at is None
+            else None
+        )
+        self.commit(
+            tx, loaded, loaded.compiled, result, zone=loaded.record.zone, now=now, also=closing
+        )
         if retry_at is not None:
             tx.move_deadline(deadline.id, retry_at, deadline.calendar or "")
         log.info(

@@ -326,6 +326,10 @@ def _raw_entry(row: Sequence[Any], c: Codec) -> LogEntry:
     )
 
 
+def _case_sql(locking: bool) -> str:
+    return _SQL_GET_CASE + " FOR UPDATE" if locking else _SQL_GET_CASE
+
+
 def _moved(deadline: DeadlineRecord) -> TransactionConflict:
     return TransactionConflict(
         f"deadline {deadline.name!r} of case {deadline.case_id} moved while the step was computed"
@@ -436,12 +440,11 @@ class Tx:
         before, after, error = self._listeners
         conn, sent = self.conn, [(self._sql(sql), params) for sql, params in statements]
         cursors = [driver.cursor() for _ in sent]
+        sending = (before, (), error)  # the after-listeners wait for the results
         try:
             with driver.pipeline():
                 for cursor, (sql, params) in zip(cursors, sent, strict=True):
-                    for fn in before:
-                        fn(conn, cursor, sql, params, None, False)
-                    cursor.execute(sql, params)
+                    _driver_execute(conn, cursor, sql, params, sending)
         except error as exc:
             # which statement failed is not known here: the error names them all
             text = ";\n".join(sql for sql, _params in sent)
@@ -515,6 +518,7 @@ class Tx:
         succeeded the transaction holds the case's row, so that a lost race is a Conflict, as
         it is on SQLite, and never a duplicate log row failing in the pipeline.
         """
+        # a pipeline of one statement would save no round trip
         if self.dialect != "postgresql" or len(writes) < 3:
             for write in writes:
                 self._run_write(*write)
@@ -632,8 +636,9 @@ class Tx:
             known = self._recall_case(case_id)
             if known is not None:
                 return known
-        sql = _SQL_GET_CASE + " FOR UPDATE" if locking else _SQL_GET_CASE
-        row = self._run(sql, {"b_id": case_id}).fetchone()
+        return self._found_case(self._run(_case_sql(locking), {"b_id": case_id}).fetchone())
+
+    def _found_case(self, row: Sequence[Any] | None) -> CaseRecord | None:
         if row is None:
             return None
         record = _raw_case(row, self._codec)
@@ -646,25 +651,19 @@ class Tx:
         """``get_case``, then ``open_deadlines`` if the case exists: on PostgreSQL both in one
         round trip when neither is remembered (the second is wasted on a missing case)."""
         locking = lock and self.dialect == "postgresql"
-        if (
-            self.dialect != "postgresql"
-            or (not locking and self._recall_case(case_id) is not None)
-            or self._recall_open(case_id) is not None
-        ):
+        both_read = (
+            self.dialect == "postgresql"
+            and (locking or self._recall_case(case_id) is None)
+            and self._recall_open(case_id) is None
+        )
+        if not both_read:
             record = self.get_case(case_id, lock=lock)
             return record, (self.open_deadlines(case_id) if record is not None else [])
-        case_sql = _SQL_GET_CASE + " FOR UPDATE" if locking else _SQL_GET_CASE
         found, opened = self._run_pipelined(
-            [(case_sql, {"b_id": case_id}), (_SQL_OPEN_DEADLINES, {"b_case": case_id})]
+            [(_case_sql(locking), {"b_id": case_id}), (_SQL_OPEN_DEADLINES, {"b_case": case_id})]
         )
-        row = found.fetchone()
-        if row is None:
-            return None, []
-        record = _raw_case(row, self._codec)
-        self._remember_case(record)
-        known = [_raw_deadline(r, self._codec) for r in opened.fetchall()]
-        self._remember_open(case_id, known)
-        return record, list(known)
+        record = self._found_case(found.fetchone())
+        return record, ([] if record is None else self._found_open(case_id, opened.fetchall()))
 
     def insert_case(self, record: CaseRecord) -> None:
         c = self._codec
@@ -923,8 +922,12 @@ class Tx:
         known = self._recall_open(case_id)
         if known is None:
             rows = self._run(_SQL_OPEN_DEADLINES, {"b_case": case_id}).fetchall()
-            known = [_raw_deadline(r, self._codec) for r in rows]
-            self._remember_open(case_id, known)
+            return self._found_open(case_id, rows)
+        return list(known)
+
+    def _found_open(self, case_id: str, rows: Sequence[Sequence[Any]]) -> list[DeadlineRecord]:
+        known = [_raw_deadline(r, self._codec) for r in rows]
+        self._remember_open(case_id, known)
         return list(known)
 
     def insert_deadlines(self, case_id: str, seq: int, rows: Sequence[NewDeadline]) -> None:
